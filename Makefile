@@ -1,0 +1,69 @@
+# eventapi: `make help` lists the targets. Everything runs in .venv, made on first use.
+
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+PIP := $(VENV_PY) -m pip install --disable-pip-version-check --quiet
+LINT_PATHS := $(wildcard eventapi tests bench)
+
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+.PHONY: help run test demo lint types check bench clean FORCE
+
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z]+:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: $(VENV)/.installed ## serve on http://127.0.0.1:8000 with the embedded store (no Redis needed)
+	$(VENV_PY) -m eventapi serve
+
+test: $(VENV)/.installed-test ## run the test suite against a real redis-server (PYTEST_ARGS=... passed on)
+	bash .ci/ensure-redis-server
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(VENV)/.installed ## run the provider simulator and the service wired together
+	$(VENV_PY) -m eventapi demo
+
+lint: $(VENV)/.installed-lint ## ruff check and ruff format --check
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+types: $(VENV)/.installed-lint ## mypy --strict on the package
+	$(VENV)/bin/mypy --strict eventapi
+
+check: lint types test ## lint, types and test
+
+bench: $(VENV)/.installed-bench ## run the benchmarks into bench/results/latest.json
+	mkdir -p bench/results
+	$(VENV_PY) -m pytest bench --benchmark-only --benchmark-json=bench/results/latest.json
+
+clean: ## remove .venv, caches and build output
+	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The venv is made when its interpreter is missing: on first use, or when a Python upgrade left
+# .venv/bin/python dangling. That also removes the stamps below, which make has already looked
+# at by then, hence FORCE. The version check runs first, so an old Python fails in one line.
+ifeq ($(shell test -x $(VENV_PY) && echo ok),)
+VENV_REBUILT := FORCE
+endif
+
+$(VENV_PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: eventapi needs Python >= 3.11, and '$(PYTHON)' is $$(command -v $(PYTHON) >/dev/null && $(PYTHON) -V 2>&1 || echo 'not found'): run make PYTHON=python3.11 ..." >&2; \
+	  exit 1; }
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "make: '$(PYTHON) -m venv' failed; on Debian/Ubuntu: sudo apt-get install -y python3-venv" >&2; exit 1; }
+
+# One stamp per set of extras: each installs again only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml $(VENV_REBUILT) | $(VENV_PY)
+	$(PIP) -e .
+	@touch $@
+
+$(VENV)/.installed-%: pyproject.toml $(VENV_REBUILT) | $(VENV_PY)
+	$(PIP) -e '.[$*]'
+	@touch $@
+
+FORCE:
