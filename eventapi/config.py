@@ -1,0 +1,143 @@
+"""Settings, read once from the environment into a frozen dataclass."""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .errors import SettingsError
+
+DEFAULT_PROVIDER_URL = "https://provider.code-challenge.feverup.com/api/events"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything eventapi reads from its environment."""
+
+    provider_url: str = DEFAULT_PROVIDER_URL
+    redis_url: str | None = None
+    redis_prefix: str = "eventapi"
+    snapshot_path: str | None = None
+    refresh_interval: float = 60.0
+    provider_timeout: float = 10.0
+    feed_max_bytes: int = 64 * 1024 * 1024
+    timezone: str = "Europe/Madrid"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "INFO"
+    cache_max_age: int = 5
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The provider's time zone (validated at load time, so this cannot fail)."""
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read `EVENTAPI_*` variables; a bad value raises SettingsError naming the variable."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def read(name: str, convert: Callable[[str], T], default: T, expected: str) -> T:
+            raw = env.get(f"EVENTAPI_{name}")
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                return convert(raw.strip())
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+                raise SettingsError(f"EVENTAPI_{name}={raw!r} is invalid: expected {expected}") from None
+
+        return cls(
+            provider_url=read("PROVIDER_URL", _http_url, defaults.provider_url, "an http(s):// URL"),
+            redis_url=read("REDIS_URL", _redis_url, defaults.redis_url, "a redis:// or rediss:// URL"),
+            redis_prefix=read(
+                "REDIS_PREFIX",
+                _key_prefix,
+                defaults.redis_prefix,
+                "letters, digits, '-', '_' or ':' (no braces)",
+            ),
+            snapshot_path=read("SNAPSHOT_PATH", str, defaults.snapshot_path, "a file path"),
+            refresh_interval=read(
+                "REFRESH_INTERVAL", _positive_float, defaults.refresh_interval, "a number of seconds > 0"
+            ),
+            provider_timeout=read(
+                "PROVIDER_TIMEOUT", _positive_float, defaults.provider_timeout, "a number of seconds > 0"
+            ),
+            feed_max_bytes=read(
+                "FEED_MAX_BYTES", _positive_int, defaults.feed_max_bytes, "a whole number of bytes > 0"
+            ),
+            timezone=read("TIMEZONE", _timezone, defaults.timezone, "an IANA zone such as Europe/Madrid"),
+            host=read("HOST", str, defaults.host, "an address to bind, such as 127.0.0.1 or 0.0.0.0"),
+            port=read("PORT", _port, defaults.port, "a port number 1-65535"),
+            workers=read("WORKERS", _positive_int, defaults.workers, "a whole number >= 1"),
+            log_level=read("LOG_LEVEL", _log_level, defaults.log_level, "one of " + ", ".join(LOG_LEVELS)),
+            cache_max_age=read(
+                "CACHE_MAX_AGE", _non_negative_int, defaults.cache_max_age, "a whole number of seconds >= 0"
+            ),
+        )
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise ValueError(raw)
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError(raw)
+    return value
+
+
+def _http_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")) or len(raw) < 10:
+        raise ValueError(raw)
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(raw)
+    return raw
+
+
+def _key_prefix(raw: str) -> str:
+    # The prefix becomes the Redis Cluster hash tag `{prefix}`: braces inside would break it.
+    if not raw.replace("-", "").replace("_", "").replace(":", "").isalnum():
+        raise ValueError(raw)
+    return raw
+
+
+def _timezone(raw: str) -> str:
+    zoneinfo.ZoneInfo(raw)
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(raw)
+    return level

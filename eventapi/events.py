@@ -1,0 +1,75 @@
+"""The Event record served by the API: its id, its price rule and its pre-serialized JSON."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+# Fixed for the life of the project: changing it changes every public event id.
+EVENT_ID_NAMESPACE = uuid.UUID("5d0b7c1e-7a55-4c39-9a8e-0f6f3f6e2b11")
+
+# Naive local wall-clock datetimes are compared as seconds since this origin: cheap integers.
+_LOCAL_EPOCH = datetime(1970, 1, 1)
+
+
+def event_id(base_plan_id: str, plan_id: str) -> str:
+    """The public id of a plan: stable across refreshes, restarts and instances."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{base_plan_id}:{plan_id}"))
+
+
+def local_seconds(moment: datetime) -> int:
+    """Seconds from 1970-01-01T00:00:00 to a naive local wall-clock time, ignoring sub-seconds."""
+    delta = moment - _LOCAL_EPOCH
+    return delta.days * 86400 + delta.seconds
+
+
+def price_range(zones: Iterable[tuple[int, float]], sold_out: bool) -> tuple[float | None, float | None]:
+    """Min and max price over the zones that still have capacity; both None when nothing is on sale."""
+    if sold_out:
+        return None, None
+    prices = [price for capacity, price in zones if capacity > 0]
+    if not prices:
+        return None, None
+    return min(prices), max(prices)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One plan of the provider, as read from one feed."""
+
+    id: str
+    base_plan_id: str
+    plan_id: str
+    title: str
+    start: datetime
+    end: datetime
+    min_price: float | None
+    max_price: float | None
+    online: bool
+
+    @property
+    def start_seconds(self) -> int:
+        return local_seconds(self.start)
+
+    @property
+    def end_seconds(self) -> int:
+        return local_seconds(self.end)
+
+    def to_json(self) -> bytes:
+        """The event as the API serves it (the spec's EventSummary), serialized once at merge time."""
+        return orjson.dumps(
+            {
+                "id": self.id,
+                "title": self.title,
+                "start_date": self.start.date().isoformat(),
+                "start_time": self.start.time().isoformat("seconds"),
+                "end_date": self.end.date().isoformat(),
+                "end_time": self.end.time().isoformat("seconds"),
+                "min_price": self.min_price,
+                "max_price": self.max_price,
+            }
+        )

@@ -1,0 +1,83 @@
+"""Settings: read once from an injectable environment; a bad value names its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventapi.config import DEFAULT_PROVIDER_URL, Settings
+from eventapi.errors import SettingsError
+
+
+def test_empty_environment_gives_the_documented_defaults() -> None:
+    """With nothing set: the real provider, the embedded store, Madrid time, 127.0.0.1:8000, one worker."""
+    settings = Settings.from_env({})
+    assert (settings.provider_url, settings.redis_url, settings.timezone) == (
+        DEFAULT_PROVIDER_URL,
+        None,
+        "Europe/Madrid",
+    )
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "EVENTAPI_PROVIDER_URL": "http://sim:8081/api/events",
+            "EVENTAPI_REDIS_URL": "redis://r:6379/0",
+            "EVENTAPI_REDIS_PREFIX": "prod-1",
+            "EVENTAPI_SNAPSHOT_PATH": "/data/events.json",
+            "EVENTAPI_REFRESH_INTERVAL": "2.5",
+            "EVENTAPI_PROVIDER_TIMEOUT": "3",
+            "EVENTAPI_FEED_MAX_BYTES": "1000",
+            "EVENTAPI_TIMEZONE": "UTC",
+            "EVENTAPI_HOST": "0.0.0.0",
+            "EVENTAPI_PORT": "9000",
+            "EVENTAPI_WORKERS": "4",
+            "EVENTAPI_LOG_LEVEL": "debug",
+            "EVENTAPI_CACHE_MAX_AGE": "0",
+        }
+    )
+    assert settings == Settings(
+        provider_url="http://sim:8081/api/events",
+        redis_url="redis://r:6379/0",
+        redis_prefix="prod-1",
+        snapshot_path="/data/events.json",
+        refresh_interval=2.5,
+        provider_timeout=3.0,
+        feed_max_bytes=1000,
+        timezone="UTC",
+        host="0.0.0.0",
+        port=9000,
+        workers=4,
+        log_level="DEBUG",
+        cache_max_age=0,
+    )
+
+
+def test_blank_values_mean_unset() -> None:
+    """`EVENTAPI_REDIS_URL=` in a compose file means the embedded store, not an error."""
+    assert Settings.from_env({"EVENTAPI_REDIS_URL": "", "EVENTAPI_PORT": "  "}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EVENTAPI_PROVIDER_URL", "ftp://x"),
+        ("EVENTAPI_REDIS_URL", "localhost"),
+        ("EVENTAPI_REDIS_PREFIX", "{x}"),
+        ("EVENTAPI_REFRESH_INTERVAL", "0"),
+        ("EVENTAPI_REFRESH_INTERVAL", "nan"),
+        ("EVENTAPI_PROVIDER_TIMEOUT", "soon"),
+        ("EVENTAPI_FEED_MAX_BYTES", "1.5"),
+        ("EVENTAPI_TIMEZONE", "CEST+2"),
+        ("EVENTAPI_PORT", "70000"),
+        ("EVENTAPI_WORKERS", "-2"),
+        ("EVENTAPI_LOG_LEVEL", "chatty"),
+        ("EVENTAPI_CACHE_MAX_AGE", "-1"),
+    ],
+)
+def test_bad_value_raises_one_error_naming_variable_value_and_form(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    message = str(caught.value)
+    assert message.startswith(f"{variable}={value!r} is invalid: expected ") and "\n" not in message
