@@ -1,0 +1,110 @@
+"""The embedded store: the Store protocol in memory for one process, optionally snapshotted to a file."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import orjson
+
+from ..events import Event
+from .base import DayRead, MergeOutcome
+from .model import StoredEvent, merge, rebuild_days
+
+log = logging.getLogger(__name__)
+
+
+class MemoryStore:
+    """Served events and day blobs in dicts; with a snapshot path, history survives restarts."""
+
+    def __init__(self, snapshot_path: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._snapshot_path = Path(snapshot_path) if snapshot_path else None
+        self._events: dict[str, StoredEvent] = {}
+        self._day_blobs: dict[int, bytes] = {}
+        self._days: list[int] = []  # sorted keys of _day_blobs
+        self._generation = 0
+        self._lock_token: str | None = None
+        self._lock_expires = 0.0
+        self._last_refresh: float | None = None
+        if self._snapshot_path is not None and self._snapshot_path.exists():
+            self._load(self._snapshot_path)
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def read_days(self, first_day: int | None, last_day: int | None) -> DayRead:
+        low = 0 if first_day is None else bisect.bisect_left(self._days, first_day)
+        high = len(self._days) if last_day is None else bisect.bisect_right(self._days, last_day)
+        return DayRead(self._generation, [self._day_blobs[day] for day in self._days[low:high]])
+
+    async def generation(self) -> int:
+        return self._generation
+
+    async def merge(self, events: Iterable[Event]) -> MergeOutcome:
+        changes = merge(self._events, events)
+        if changes.events:
+            self._events.update(changes.events)
+            rebuilt = rebuild_days(self._events.values(), changes.days)
+            for day in changes.days:
+                if day in rebuilt:
+                    self._day_blobs[day] = rebuilt[day]
+                else:
+                    self._day_blobs.pop(day, None)  # its last event moved to another day
+            self._days = sorted(self._day_blobs)
+            self._generation += 1
+            if self._snapshot_path is not None:
+                self._save(self._snapshot_path)
+        return MergeOutcome(len(changes.events), self._generation, len(self._events))
+
+    async def try_lock(self, token: str, ttl_ms: int) -> bool:
+        # One process: the lock keeps overlapping refreshes apart, with the same expiry as Redis's.
+        now = self._clock()
+        if self._lock_token is not None and now < self._lock_expires:
+            return False
+        self._lock_token, self._lock_expires = token, now + ttl_ms / 1000
+        return True
+
+    async def release_lock(self, token: str) -> None:
+        if self._lock_token == token:
+            self._lock_token = None
+
+    async def last_refresh(self) -> float | None:
+        return self._last_refresh
+
+    async def mark_refresh(self, at: float) -> None:
+        self._last_refresh = at
+
+    def _save(self, path: Path) -> None:
+        # Written beside the target and renamed over it: a crash leaves the old or the new file, never half.
+        body = b'{"generation":%d,"events":[%s]}' % (
+            self._generation,
+            b",".join(event.json for event in self._events.values()),
+        )
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as tmp_file:
+                tmp_file.write(body)
+                tmp_file.flush()
+                os.fsync(tmp_file.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _load(self, path: Path) -> None:
+        snapshot = orjson.loads(path.read_bytes())
+        events = (StoredEvent.from_json(orjson.dumps(fields)) for fields in snapshot["events"])
+        self._events = {event.id: event for event in events}
+        self._day_blobs = rebuild_days(self._events.values())
+        self._days = sorted(self._day_blobs)
+        self._generation = int(snapshot["generation"])
+        log.info("loaded %d events from snapshot %s", len(self._events), path)

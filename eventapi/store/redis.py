@@ -1,0 +1,151 @@
+"""The Redis store: per-event records, per-day blobs, a sorted set of non-empty days, a generation.
+
+Every key carries the hash tag `{prefix}`, so the scripts below touch one slot on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError, WatchError
+
+from ..errors import StoreUnavailable
+from ..events import Event
+from .base import DayRead, MergeOutcome
+from .model import StoredEvent, merge, rebuild_days
+
+T = TypeVar("T")
+
+# One round trip, one consistent snapshot: a script runs atomically, and merges are MULTI/EXEC.
+# HMGET is called in slices because unpack() of thousands of days would overflow Lua's stack.
+_READ_DAYS = """
+local out = {redis.call('GET', KEYS[1]) or '0'}
+local days = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], ARGV[2])
+for i = 1, #days, 1000 do
+  local slice = {}
+  for j = i, math.min(i + 999, #days) do slice[#slice + 1] = days[j] end
+  local blobs = redis.call('HMGET', KEYS[3], unpack(slice))
+  for j = 1, #slice do out[#out + 1] = blobs[j] end
+end
+return out
+"""
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_MERGE_ATTEMPTS = 5
+
+
+class RedisStore:
+    """The Store protocol on Redis, shared by every worker of every instance."""
+
+    def __init__(self, url: str, prefix: str = "eventapi", timeout: float = 1.0) -> None:
+        self._url = url
+        self._timeout = timeout
+        tag = "{" + prefix + "}"
+        self.keys = {
+            name: f"{tag}:{name}"
+            for name in ("generation", "days", "day_blobs", "events", "lock", "last_refresh")
+        }
+        self._client: redis.Redis | None = None
+
+    async def open(self) -> None:
+        # Created here, on the worker's own event loop, never at import time.
+        self._client = redis.Redis.from_url(
+            self._url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            health_check_interval=30,
+            retry_on_timeout=False,
+        )
+        self._read_days = self._client.register_script(_READ_DAYS)
+        self._release = self._client.register_script(_RELEASE_LOCK)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisStore used before open()")
+        return self._client
+
+    async def read_days(self, first_day: int | None, last_day: int | None) -> DayRead:
+        low = "-inf" if first_day is None else str(first_day)
+        high = "+inf" if last_day is None else str(last_day)
+        keys = [self.keys["generation"], self.keys["days"], self.keys["day_blobs"]]
+        reply: list[Any] = await self._call(lambda: self._read_days(keys=keys, args=[low, high]))
+        return DayRead(int(reply[0]), [blob for blob in reply[1:] if blob])
+
+    async def generation(self) -> int:
+        raw = await self._call(lambda: self.client.get(self.keys["generation"]))
+        return int(raw or 0)
+
+    async def stored_events(self) -> dict[str, StoredEvent]:
+        """Every served event, read whole (merge time and tests only)."""
+        raw: dict[Any, Any] = await self._call(lambda: self.client.hgetall(self.keys["events"]))
+        return {event_id.decode(): StoredEvent.from_json(event_json) for event_id, event_json in raw.items()}
+
+    async def merge(self, events: Iterable[Event]) -> MergeOutcome:
+        feed = list(events)
+        for _ in range(_MERGE_ATTEMPTS):
+            try:
+                return await self._call(lambda: self._merge_once(feed))
+            except WatchError:
+                continue  # another writer merged in between: fold our feed into its result
+        raise StoreUnavailable(f"merge kept conflicting with other writers ({_MERGE_ATTEMPTS} attempts)")
+
+    async def _merge_once(self, feed: list[Event]) -> MergeOutcome:
+        keys = self.keys
+        async with self.client.pipeline(transaction=True) as pipe:
+            # WATCH makes the transaction fail if anyone bumped the generation since we read.
+            await pipe.watch(keys["generation"])
+            generation = int(await pipe.get(keys["generation"]) or 0)
+            raw: dict[Any, Any] = await pipe.hgetall(keys["events"])
+            stored = {event_id.decode(): StoredEvent.from_json(js) for event_id, js in raw.items()}
+            changes = merge(stored, feed)
+            if not changes.events:
+                await pipe.unwatch()  # type: ignore[no-untyped-call]
+                return MergeOutcome(0, generation, len(stored))
+            stored.update(changes.events)
+            day_blobs = rebuild_days(stored.values(), changes.days)
+            emptied = [day for day in changes.days if day not in day_blobs]
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hset(
+                keys["events"], mapping={event_id: event.json for event_id, event in changes.events.items()}
+            )
+            if day_blobs:
+                pipe.hset(keys["day_blobs"], mapping={str(day): blob for day, blob in day_blobs.items()})
+                pipe.zadd(keys["days"], {str(day): day for day in day_blobs})
+            if emptied:
+                pipe.hdel(keys["day_blobs"], *[str(day) for day in emptied])
+                pipe.zrem(keys["days"], *[str(day) for day in emptied])
+            pipe.incr(keys["generation"])
+            results = await pipe.execute()
+            return MergeOutcome(len(changes.events), int(results[-1]), len(stored))
+
+    async def try_lock(self, token: str, ttl_ms: int) -> bool:
+        taken = await self._call(lambda: self.client.set(self.keys["lock"], token, nx=True, px=ttl_ms))
+        return bool(taken)
+
+    async def release_lock(self, token: str) -> None:
+        await self._call(lambda: self._release(keys=[self.keys["lock"]], args=[token]))
+
+    async def last_refresh(self) -> float | None:
+        raw = await self._call(lambda: self.client.get(self.keys["last_refresh"]))
+        return None if raw is None else float(raw)
+
+    async def mark_refresh(self, at: float) -> None:
+        await self._call(lambda: self.client.set(self.keys["last_refresh"], repr(at)))
+
+    async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await command()
+        except WatchError:
+            raise
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc.__class__.__name__}: {exc}") from exc

@@ -1,0 +1,136 @@
+"""One contract, two stores: the Redis store and the embedded one must behave the same."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import orjson
+import pytest
+
+from eventapi.events import Event, event_id
+from eventapi.query import TimeRange
+from eventapi.search import assemble
+from eventapi.store import MemoryStore, RedisStore, Store
+from eventapi.store.model import day_of
+
+JULY_1 = datetime(2021, 7, 1, 20)
+
+
+def event(
+    base: str, start: datetime = JULY_1, online: bool = True, title: str = "T", minutes: int = 60
+) -> Event:
+    return Event(
+        event_id(base, "1"), base, "1", title, start, start + timedelta(minutes=minutes), 1.0, 2.0, online
+    )
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        made: Store = MemoryStore()
+    else:
+        made = RedisStore(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
+    await made.open()
+    yield made
+    await made.close()
+
+
+async def served(
+    store: Store, first_day: int | None = None, last_day: int | None = None
+) -> list[dict[str, object]]:
+    read = await store.read_days(first_day, last_day)
+    events: list[dict[str, object]] = orjson.loads(assemble(read.day_blobs, TimeRange()))["data"]["events"]
+    return events
+
+
+async def test_empty_store_serves_nothing_at_generation_zero(store: Store) -> None:
+    assert await served(store) == []
+    assert await store.generation() == 0
+
+
+async def test_merged_events_are_served_in_start_order(store: Store) -> None:
+    """Events from several days come back ordered by start across the days."""
+    await store.merge(
+        [event("b", JULY_1 + timedelta(days=2)), event("a", JULY_1), event("c", JULY_1 + timedelta(days=1))]
+    )
+    assert [e["id"] for e in await served(store)] == [event_id(b, "1") for b in "acb"]
+
+
+async def test_same_feed_twice_keeps_the_generation(store: Store) -> None:
+    """Applying an identical feed changes nothing served, so readers' caches stay valid."""
+    feed = [event("a"), event("b")]
+    first = await store.merge(feed)
+    second = await store.merge(feed)
+    assert (first.changed, second.changed) == (2, 0)
+    assert second.generation == first.generation == await store.generation() == 1
+
+
+async def test_changed_values_bump_the_generation_and_win(store: Store) -> None:
+    await store.merge([event("a", title="old")])
+    outcome = await store.merge([event("a", title="new")])
+    assert outcome.generation == 2
+    assert [e["title"] for e in await served(store)] == ["new"]
+
+
+async def test_event_dropped_from_feed_stays_searchable(store: Store) -> None:
+    """The provider forgets events; we do not."""
+    await store.merge([event("a"), event("b")])
+    await store.merge([event("b")])
+    assert len(await served(store)) == 2
+
+
+async def test_event_never_online_is_never_served(store: Store) -> None:
+    await store.merge([event("a", online=False)])
+    assert await served(store) == [] and await store.generation() == 0
+
+
+async def test_event_moved_to_another_day_is_served_once_on_its_new_day(store: Store) -> None:
+    """The old day's blob loses it (and disappears when empty); the new day's gains it."""
+    await store.merge([event("a")])
+    await store.merge([event("a", JULY_1 + timedelta(days=10))])
+    assert [e["start_date"] for e in await served(store)] == ["2021-07-11"]
+    old_day = day_of(int((JULY_1 - datetime(1970, 1, 1)).total_seconds()))
+    assert (await store.read_days(old_day, old_day)).day_blobs == []
+
+
+async def test_reads_touch_only_days_inside_the_window(store: Store) -> None:
+    """read_days returns the non-empty days between the bounds, inclusive."""
+    days = [JULY_1 + timedelta(days=n) for n in range(0, 30, 3)]
+    await store.merge([event(str(n), start) for n, start in enumerate(days)])
+    first, last = days[2].toordinal(), days[5].toordinal()
+    assert len((await store.read_days(first, last)).day_blobs) == 4
+    assert len((await store.read_days(None, None)).day_blobs) == 10
+    assert (await store.read_days(1, 2)).day_blobs == []
+
+
+async def test_hundred_year_window_reads_the_same_blobs_as_the_tight_one(store: Store) -> None:
+    """The cost of a window follows its events, not its calendar span."""
+    await store.merge([event("a"), event("b", JULY_1 + timedelta(days=1))])
+    tight = await store.read_days(JULY_1.toordinal(), JULY_1.toordinal() + 1)
+    wide = await store.read_days(datetime(1970, 1, 1).toordinal(), datetime(2070, 1, 1).toordinal())
+    assert tight.day_blobs == wide.day_blobs and len(tight.day_blobs) == 2
+
+
+async def test_lock_is_exclusive_until_released_by_its_owner(store: Store) -> None:
+    assert await store.try_lock("owner", 10_000)
+    assert not await store.try_lock("other", 10_000)
+    await store.release_lock("other")  # not the owner: no effect
+    assert not await store.try_lock("other", 10_000)
+    await store.release_lock("owner")
+    assert await store.try_lock("other", 10_000)
+
+
+async def test_lock_of_a_dead_owner_expires(store: Store) -> None:
+    """An owner that never releases (it died) loses the lock after its time to live."""
+    assert await store.try_lock("dead", 50)
+    async with asyncio.timeout(5):
+        while not await store.try_lock("alive", 10_000):
+            await asyncio.sleep(0.01)
+
+
+async def test_last_refresh_is_shared_state(store: Store) -> None:
+    assert await store.last_refresh() is None
+    await store.mark_refresh(1234.5)
+    assert await store.last_refresh() == 1234.5
