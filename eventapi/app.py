@@ -1,0 +1,125 @@
+"""The ASGI callable: dict routing, one place that sends, one table that maps errors to responses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from .asgi_types import Receive, Scope, Send
+from .errors import EventApiError, InvalidParameter, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+JSON = b"application/json"
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a handler returns; `send_response` turns it into the two ASGI messages."""
+
+    status: int
+    body: bytes
+    headers: Headers = ()
+    content_type: bytes = JSON
+
+
+Handler = Callable[[Scope], Awaitable[Response]]
+Lifecycle = Callable[[], Awaitable[None]]
+
+# The error table: typed errors to status codes; anything else is a 500 with a fixed message.
+ERROR_STATUS: Mapping[type[EventApiError], int] = {InvalidParameter: 400, StoreUnavailable: 503}
+INTERNAL_ERROR_MESSAGE = "Internal error: the failure has been logged."
+
+
+def error_response(status: int, code: str, message: str, headers: Headers = ()) -> Response:
+    """A response in the spec's error envelope."""
+    body = orjson.dumps({"data": None, "error": {"code": code, "message": message}})
+    return Response(status, body, headers)
+
+
+def response_for(exc: Exception) -> Response:
+    """The one mapping from an exception to what the client sees."""
+    if isinstance(exc, EventApiError) and type(exc) in ERROR_STATUS:
+        return error_response(ERROR_STATUS[type(exc)], exc.code, str(exc))
+    return error_response(500, "internal_error", INTERNAL_ERROR_MESSAGE)
+
+
+async def send_response(send: Send, response: Response, *, head: bool = False) -> None:
+    """Exactly two ASGI messages; HEAD gets the headers (and content-length) of GET without the body."""
+    headers = [
+        (b"content-type", response.content_type),
+        (b"content-length", b"%d" % len(response.body)),
+        *response.headers,
+    ]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
+
+
+class EventApi:
+    """Routes `GET`/`HEAD` requests by path to handlers and runs the lifespan hooks."""
+
+    def __init__(self, routes: Mapping[str, Handler], startup: Lifecycle, shutdown: Lifecycle) -> None:
+        self._routes = dict(routes)
+        self._startup = startup
+        self._shutdown = shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websocket and anything newer: not served; returning closes the connection
+
+    async def _http(self, scope: Scope, send: Send) -> None:
+        method = scope["method"]
+        handler = self._routes.get(scope["path"])
+        if handler is None:
+            response = error_response(
+                404, "not_found", f"no such path {scope['path'][:100]!r}: use GET /search or GET /events"
+            )
+        elif method not in ("GET", "HEAD"):
+            response = error_response(
+                405,
+                "method_not_allowed",
+                f"{method} is not allowed here: use GET or HEAD",
+                ((b"allow", b"GET, HEAD"),),
+            )
+        else:
+            try:
+                response = await handler(scope)
+            except EventApiError as exc:
+                if type(exc) not in ERROR_STATUS:
+                    log.exception("unmapped error on %s", scope["path"])
+                response = response_for(exc)
+            except Exception:
+                log.exception("internal error on %s %s", method, scope["path"])
+                response = response_for(RuntimeError())
+        await send_response(send, response, head=method == "HEAD")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self._shutdown()
+                except Exception as exc:
+                    log.exception("shutdown failed")
+                    await send(
+                        {"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"}
+                    )
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,119 @@
+"""Query parsing and range normalization for /search: pure, and strict about what it accepts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from urllib.parse import unquote
+
+from .errors import InvalidParameter
+from .events import local_seconds
+from .store.model import day_of
+
+PARAMETERS = ("starts_at", "ends_at")
+ACCEPTED_FORMS = (
+    "RFC 3339 such as 2021-07-21T17:32:28Z or 2021-07-21T19:32:28+02:00, "
+    "a local date-time such as 2021-07-21T17:32:28, or a date such as 2021-07-21"
+)
+_MOMENT = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?)?"
+)
+_MAX_VALUE_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """Inclusive bounds in local seconds (None: unbounded); equal ranges are equal queries."""
+
+    starts_at: int | None = None
+    ends_at: int | None = None
+
+    @property
+    def first_day(self) -> int | None:
+        """The earliest start day an event in range can have."""
+        return None if self.starts_at is None else day_of(self.starts_at)
+
+    @property
+    def last_day(self) -> int | None:
+        """The latest start day an event in range can have (it starts before it ends)."""
+        return None if self.ends_at is None else day_of(self.ends_at)
+
+
+def parse_query(query_string: bytes, zone: tzinfo) -> TimeRange:
+    """Read starts_at / ends_at from a raw query string; anything unusable raises InvalidParameter."""
+    values: dict[str, str] = {}
+    for pair in query_string.split(b"&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = _decode(raw_name, "a query parameter name")
+        value = _decode(raw_value, f"the value of {_show(name)}")
+        if name not in PARAMETERS:
+            raise InvalidParameter(
+                f"unknown parameter {_show(name)}: the accepted parameters are starts_at and ends_at"
+            )
+        if name in values:
+            raise InvalidParameter(f"{name} is given more than once: give it at most once")
+        values[name] = value
+    starts_at = _bound("starts_at", values.get("starts_at"), zone, round_up=True)
+    ends_at = _bound("ends_at", values.get("ends_at"), zone, round_up=False)
+    if starts_at is not None and ends_at is not None and starts_at > ends_at:
+        raise InvalidParameter(
+            f"starts_at ({values['starts_at']}) is later than ends_at ({values['ends_at']}): "
+            "starts_at must not be after ends_at"
+        )
+    return TimeRange(starts_at, ends_at)
+
+
+def parse_moment(text: str, zone: tzinfo) -> datetime:
+    """One accepted date or date-time as a naive local wall-clock time in `zone`; ValueError otherwise."""
+    match = _MOMENT.fullmatch(text)
+    if match is None:
+        raise ValueError("not an accepted form")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    microsecond = int((fraction or "0")[:6].ljust(6, "0"))
+    moment = datetime(
+        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), microsecond
+    )
+    if offset:
+        moment = moment.replace(tzinfo=_offset(offset)).astimezone(zone).replace(tzinfo=None)
+    return moment
+
+
+def _bound(name: str, text: str | None, zone: tzinfo, *, round_up: bool) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = parse_moment(text, zone)
+    except (ValueError, OverflowError):
+        raise InvalidParameter(
+            f"{name}={_show(text)} is not a valid date-time: expected {ACCEPTED_FORMS}"
+        ) from None
+    seconds = local_seconds(moment)
+    # Event times are whole seconds: a fractional lower bound excludes its own second.
+    return seconds + 1 if round_up and moment.microsecond else seconds
+
+
+def _offset(text: str) -> tzinfo:
+    if text in ("Z", "z"):
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    if minutes >= 60:
+        raise ValueError("offset minutes out of range")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def _decode(raw: bytes, what: str) -> str:
+    # unquote, not unquote_plus: a '+' in an offset (…+02:00) sent unencoded must stay a '+'.
+    try:
+        return unquote(raw.decode("ascii"), errors="strict")
+    except UnicodeError:
+        raise InvalidParameter(f"{what} is not valid percent-encoded UTF-8") from None
+
+
+def _show(text: str) -> str:
+    shown = text if len(text) <= _MAX_VALUE_LENGTH else text[:_MAX_VALUE_LENGTH] + "…"
+    return repr(shown)
