@@ -1,0 +1,89 @@
+"""Command line: `eventapi serve | refresh | sim | demo` (also `python -m eventapi ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from .config import Settings
+from .errors import SettingsError
+from .logs import configure_logging
+from .refresher import Outcome
+from .service import build_service
+
+APP_FACTORY = "eventapi.service:create_app"
+
+
+def serve(settings: Settings) -> int:
+    """Run the API under Granian: ASGI interface, uvloop, EVENTAPI_WORKERS workers."""
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    # Workers re-read the same environment in create_app; it was validated just above.
+    Server(
+        APP_FACTORY,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        interface=Interfaces.ASGI,
+        loop=Loops.uvloop,
+        log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+    ).serve()
+    return 0
+
+
+def refresh(settings: Settings) -> int:
+    """One fetch-and-store cycle, for cron and operators; non-zero exit when it failed."""
+
+    async def once() -> Outcome:
+        service = build_service(settings, background_refresh=False)
+        await service.store.open()
+        await service.feed.open()
+        try:
+            return await service.refresher.refresh_once(force=True)
+        finally:
+            await service.feed.close()
+            await service.store.close()
+
+    outcome = asyncio.run(once())
+    print(f"refresh: {outcome.value}")
+    return 0 if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED) else 1
+
+
+def demo(settings: Settings) -> int:
+    """The simulator and the service wired together, so a newcomer sees events with no network."""
+    from .sim import SimServer
+
+    with SimServer() as sim:
+        os.environ["EVENTAPI_PROVIDER_URL"] = sim.url
+        os.environ.setdefault("EVENTAPI_REFRESH_INTERVAL", "5")
+        settings = Settings.from_env()
+        print(
+            f"demo: simulator at {sim.url}; try http://{settings.host}:{settings.port}/search"
+            "?starts_at=2021-01-01&ends_at=2022-12-31",
+            flush=True,
+        )
+        return serve(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="eventapi", description=__doc__)
+    parser.add_argument("command", choices=["serve", "refresh", "sim", "demo"])
+    if args[:1] == ["sim"]:
+        from .sim import main as sim_main
+
+        return sim_main(args[1:])
+    command = parser.parse_args(args).command
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"eventapi: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "refresh": refresh, "demo": demo}
+    return runners[command](settings)

@@ -1,0 +1,165 @@
+"""The background refresh: fetch, parse and merge the feed on an interval, one instance at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import EventApiError
+from .feed import SkippedPlan
+from .provider import Feed
+from .store.base import Store
+
+log = logging.getLogger(__name__)
+
+# Skipped plans are logged the first time only; the set is bounded so a hostile feed cannot grow it.
+_MAX_REMEMBERED_SKIPS = 10_000
+
+
+class Outcome(enum.Enum):
+    REFRESHED = "refreshed"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    SKIPPED_RECENT = "skipped_recent"  # another worker or instance refreshed within the interval
+    SKIPPED_LOCKED = "skipped_locked"  # another worker or instance is refreshing right now
+
+
+@dataclass(slots=True)
+class RefreshStatus:
+    """What this process knows of its refreshes, for logs and the status page."""
+
+    last_attempt_at: float | None = None
+    last_success_at: float | None = None
+    last_duration: float | None = None
+    last_error: str | None = None
+    plans_seen: int = 0
+    plans_skipped: int = 0
+    skipped_reasons: Counter[str] = field(default_factory=Counter)
+    events_served: int = 0
+    generation: int = 0
+    runs: Counter[str] = field(default_factory=Counter)
+
+
+class Refresher:
+    """Runs refreshes; every worker has one, the store's lock and gate keep it to one per interval."""
+
+    def __init__(
+        self,
+        store: Store,
+        feed: Feed,
+        *,
+        interval: float,
+        lock_ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._feed = feed
+        self._interval = interval
+        self._lock_ttl_ms = int(lock_ttl * 1000)
+        self._clock = clock
+        self._token = uuid.uuid4().hex
+        self._logged_skips: set[SkippedPlan] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.status = RefreshStatus()
+
+    def start(self) -> None:
+        """Start the loop as a task of the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self.run_forever(), name="eventapi-refresher")
+
+    async def stop(self) -> None:
+        """Cancel the loop; a refresh in progress is abandoned before it writes (merges are atomic)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_forever(self) -> None:
+        # Poll the fleet's gate several times per interval, so the fleet refreshes about once per
+        # interval whatever the phase of each worker's timer.
+        poll = max(0.05, min(self._interval / 5, 5.0))
+        while True:
+            try:
+                await self.refresh_once()
+            except Exception:
+                log.exception("refresh loop error")
+            await asyncio.sleep(poll)
+
+    async def refresh_once(self, *, force: bool = False) -> Outcome:
+        """One cycle; unless forced, only when nobody in the fleet refreshed within the interval."""
+        try:
+            if not force and not await self._due():
+                return self._count(Outcome.SKIPPED_RECENT)
+            if not await self._store.try_lock(self._token, self._lock_ttl_ms):
+                return self._count(Outcome.SKIPPED_LOCKED)
+        except EventApiError as exc:
+            return self._failed(exc, self._clock())
+        try:
+            if not force and not await self._due():  # someone finished while we took the lock
+                return self._count(Outcome.SKIPPED_RECENT)
+            return await self._refresh()
+        except EventApiError as exc:
+            return self._failed(exc, self.status.last_attempt_at or self._clock())
+        finally:
+            with contextlib.suppress(EventApiError):
+                await self._store.release_lock(self._token)
+
+    async def _due(self) -> bool:
+        last = await self._store.last_refresh()
+        return last is None or self._clock() - last >= self._interval
+
+    async def _refresh(self) -> Outcome:
+        started = self._clock()
+        self.status.last_attempt_at = started
+        await self._store.mark_refresh(started)
+        parsed = await self._feed.fetch()
+        self._log_skipped(parsed.skipped)
+        merged = await self._store.merge(parsed.events)
+        status = self.status
+        status.last_success_at = self._clock()
+        status.last_duration = status.last_success_at - started
+        status.last_error = None
+        status.plans_seen = len(parsed.events) + len(parsed.skipped)
+        status.plans_skipped = len(parsed.skipped)
+        status.skipped_reasons = Counter(skip.kind for skip in parsed.skipped)
+        status.events_served = merged.served
+        status.generation = merged.generation
+        outcome = Outcome.REFRESHED if merged.changed else Outcome.UNCHANGED
+        log.info(
+            "refresh %s: %d plans (%d skipped), %d events changed, %d served, generation %d, %.3fs",
+            outcome.value,
+            status.plans_seen,
+            status.plans_skipped,
+            merged.changed,
+            merged.served,
+            merged.generation,
+            status.last_duration,
+        )
+        return self._count(outcome)
+
+    def _failed(self, exc: EventApiError, started: float) -> Outcome:
+        self.status.last_error = str(exc)
+        self.status.last_duration = self._clock() - started
+        log.warning("refresh failed, stored events unchanged: %s", exc)
+        return self._count(Outcome.FAILED)
+
+    def _count(self, outcome: Outcome) -> Outcome:
+        self.status.runs[outcome.value] += 1
+        return outcome
+
+    def _log_skipped(self, skipped: list[SkippedPlan]) -> None:
+        for skip in skipped:
+            if skip in self._logged_skips:
+                continue
+            if len(self._logged_skips) < _MAX_REMEMBERED_SKIPS:
+                self._logged_skips.add(skip)
+            log.warning(
+                "skipped plan base_plan_id=%s plan_id=%s: %s", skip.base_plan_id, skip.plan_id, skip.reason
+            )

@@ -1,0 +1,96 @@
+"""Wiring: the one place that builds the store, feed, refresher and app and hands each what it needs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from .app import EventApi, Response
+from .asgi_types import Scope
+from .config import Settings
+from .logs import configure_logging
+from .provider import Feed, ProviderFeed, RetryPolicy
+from .refresher import Refresher
+from .search import Search
+from .store import Store, store_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """The parts of one worker, wired; `app` is what the server runs."""
+
+    app: EventApi
+    store: Store
+    feed: Feed
+    refresher: Refresher
+    search: Search
+
+
+def provider_feed(settings: Settings, retry: RetryPolicy) -> ProviderFeed:
+    """The real provider client the settings describe."""
+    return ProviderFeed(
+        settings.provider_url,
+        settings.zone,
+        timeout=settings.provider_timeout,
+        max_bytes=settings.feed_max_bytes,
+        retry=retry,
+    )
+
+
+def build_service(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    feed: Feed | None = None,
+    background_refresh: bool = True,
+) -> Service:
+    """Build one worker's service; tests pass their own store or feed, or turn the loop off."""
+    store = store if store is not None else store_for(settings)
+    if feed is None:
+        retry = RetryPolicy()
+        feed = provider_feed(settings, retry)
+        attempts, backoff = retry.attempts, retry.worst_case()
+    else:
+        attempts, backoff = 1, 0.0
+    # The lock outlives the slowest possible refresh, so a live owner never loses it mid-merge,
+    # and expires soon after a dead owner's last possible write.
+    lock_ttl = attempts * settings.provider_timeout + backoff + 30.0
+    refresher = Refresher(store, feed, interval=settings.refresh_interval, lock_ttl=lock_ttl)
+    search = Search(store, settings.zone)
+    cache_control = b"public, max-age=%d" % settings.cache_max_age
+
+    async def search_handler(scope: Scope) -> Response:
+        body = await search.search(scope["query_string"])
+        return Response(200, body, ((b"cache-control", cache_control),))
+
+    async def startup() -> None:
+        await store.open()
+        await feed.open()
+        if background_refresh:
+            refresher.start()
+        loop = asyncio.get_running_loop()
+        log.info(
+            "worker ready: event loop %s.%s, store %s, provider %s",
+            type(loop).__module__,
+            type(loop).__qualname__,
+            type(store).__name__,
+            settings.provider_url,
+        )
+
+    async def shutdown() -> None:
+        await refresher.stop()
+        await feed.close()
+        await store.close()
+
+    app = EventApi({"/search": search_handler, "/events": search_handler}, startup, shutdown)
+    return Service(app, store, feed, refresher, search)
+
+
+def create_app(settings: Settings | None = None) -> EventApi:
+    """The ASGI app for the settings in the environment (Granian calls this in each worker)."""
+    settings = settings if settings is not None else Settings.from_env()
+    configure_logging(settings.log_level)
+    return build_service(settings).app
