@@ -1,0 +1,185 @@
+"""The full loop in process: simulator → refresher → store → /search, on both stores."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import pytest
+from asgi_client import call
+
+from eventapi.config import Settings
+from eventapi.events import event_id
+from eventapi.provider import ProviderFeed, RetryPolicy
+from eventapi.refresher import Outcome
+from eventapi.service import Service, build_service
+from eventapi.sim import Fault, SimServer
+from eventapi.store import MemoryStore, RedisStore, Store
+
+SAMPLE_RANGE = b"starts_at=2021-02-01&ends_at=2022-07-03"
+
+
+class FakeClock:
+    """Time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "memory":
+        return MemoryStore()
+    return RedisStore(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
+
+
+def make_service(sim: SimServer, store: Store, timeout: float = 1.0) -> Service:
+    settings = Settings(provider_url=sim.url, provider_timeout=timeout, refresh_interval=60)
+    feed = ProviderFeed(
+        sim.url,
+        settings.zone,
+        timeout=timeout,
+        max_bytes=1_000_000,
+        retry=RetryPolicy(attempts=2, base_delay=0.0),
+    )
+    return build_service(settings, store=store, feed=feed, background_refresh=False)
+
+
+@pytest.fixture
+async def service(sim: SimServer, store: Store) -> AsyncIterator[Service]:
+    built = make_service(sim, store)
+    await built.store.open()
+    await built.feed.open()
+    yield built
+    await built.feed.close()
+    await built.store.close()
+
+
+async def search(service: Service, query: bytes = SAMPLE_RANGE) -> dict[str, dict[str, object]]:
+    reply = await call(service.app, "/search", query)
+    assert reply.status == 200
+    return {str(e["title"]): e for e in reply.json()["data"]["events"]}
+
+
+async def test_three_sample_answers_give_the_latest_values_and_keep_vanished_events(service: Service) -> None:
+    """After answers 1, 2, 3: 291, 322 and 1591 with their latest values; 322 stays; 444 never appears."""
+    for _ in range(3):
+        assert await service.refresher.refresh_once(force=True) == Outcome.REFRESHED
+    events = await search(service)
+    assert set(events) == {"Camela en concierto", "Pantomima Full", "Los Morancos"}
+    camela, morancos, pantomima = (
+        events["Camela en concierto"],
+        events["Los Morancos"],
+        events["Pantomima Full"],
+    )
+    assert (camela["end_time"], camela["min_price"], camela["max_price"]) == ("21:30:00", 20.0, 30.0)
+    assert (morancos["end_time"], morancos["min_price"], morancos["max_price"]) == ("21:00:00", 65.0, 65.0)
+    assert (pantomima["start_date"], pantomima["min_price"]) == ("2021-02-10", 55.0)  # from answer 1
+    assert camela["id"] == event_id("291", "291") and morancos["id"] == event_id("1591", "1642")
+    assert service.refresher.status.skipped_reasons == {"bad_date": 1}
+
+
+async def test_ids_are_stable_across_refreshes(service: Service) -> None:
+    await service.refresher.refresh_once(force=True)
+    before = {title: e["id"] for title, e in (await search(service)).items()}
+    await service.refresher.refresh_once(force=True)
+    after = {title: e["id"] for title, e in (await search(service)).items()}
+    assert before == after
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("status", status=503),
+        Fault("latency", seconds=3.0),
+        Fault("malformed"),
+        Fault("truncate"),
+        Fault("html"),
+        Fault("drop"),
+        Fault("oversize", size=2_000_000),
+        Fault("empty"),
+    ],
+    ids=lambda fault: fault.kind,
+)
+async def test_provider_trouble_leaves_the_answers_unchanged(
+    service: Service, sim: SimServer, fault: Fault
+) -> None:
+    """Down, slow past the timeout, or answering garbage: stored events and answers stay as they were."""
+    await service.refresher.refresh_once(force=True)
+    before = (await call(service.app, "/search")).body
+    generation = await service.store.generation()
+    sim.set_fault(fault)
+    outcome = await service.refresher.refresh_once(force=True)
+    assert outcome == (Outcome.UNCHANGED if fault.kind == "empty" else Outcome.FAILED)
+    assert (await call(service.app, "/search")).body == before
+    assert await service.store.generation() == generation
+    if outcome == Outcome.FAILED:
+        assert service.refresher.status.last_error
+    sim.clear_fault()
+    # The next good feed is taken (which sample it is depends on how many the fault consumed).
+    assert await service.refresher.refresh_once(force=True) in (Outcome.REFRESHED, Outcome.UNCHANGED)
+    assert service.refresher.status.last_error is None
+
+
+async def test_provider_down_leaves_the_answers_unchanged(sim: SimServer, store: Store) -> None:
+    """Connection refused: the refresh fails and searches keep answering from the store."""
+    service = make_service(sim, store)
+    await store.open()
+    await service.feed.open()
+    try:
+        await service.refresher.refresh_once(force=True)
+        before = (await call(service.app, "/search")).body
+        sim.__exit__(None, None, None)  # the provider goes away
+        assert await service.refresher.refresh_once(force=True) == Outcome.FAILED
+        assert (await call(service.app, "/search")).body == before
+    finally:
+        await service.feed.close()
+        await store.close()
+
+
+async def test_fleet_refreshes_once_per_interval(sim: SimServer, redis_url: str, redis_prefix: str) -> None:
+    """Two instances on one Redis: the second sees the first's refresh and skips until the interval passes."""
+    clock = FakeClock()
+    services = []
+    for _ in range(2):
+        service = make_service(sim, RedisStore(redis_url, redis_prefix))
+        service = replace(
+            service,
+            refresher=type(service.refresher)(
+                service.store, service.feed, interval=60, lock_ttl=30, clock=clock
+            ),
+        )
+        await service.store.open()
+        await service.feed.open()
+        services.append(service)
+    first, second = services
+    try:
+        assert await first.refresher.refresh_once() == Outcome.REFRESHED
+        assert await second.refresher.refresh_once() == Outcome.SKIPPED_RECENT
+        clock.now += 59
+        assert await second.refresher.refresh_once() == Outcome.SKIPPED_RECENT
+        clock.now += 1
+        assert await second.refresher.refresh_once() == Outcome.REFRESHED
+        assert await first.refresher.refresh_once() == Outcome.SKIPPED_RECENT
+        assert sim.stats()["requests"] == 2
+    finally:
+        for service in services:
+            await service.feed.close()
+            await service.store.close()
+
+
+async def test_refresh_waits_while_another_instance_holds_the_lock(service: Service) -> None:
+    """A lock held elsewhere (even for a forced refresh) means skip, not a second concurrent refresh."""
+    assert await service.store.try_lock("someone-else", 10_000)
+    assert await service.refresher.refresh_once(force=True) == Outcome.SKIPPED_LOCKED
+    await service.store.release_lock("someone-else")
+    assert await service.refresher.refresh_once(force=True) == Outcome.REFRESHED

@@ -1,0 +1,127 @@
+"""End to end with real processes: Granian serving eventapi, the simulator as provider, real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service_process import ServiceProcess, run_command
+
+from eventapi.sim import Fault, SimServer
+
+SAMPLE_RANGE = "/search?starts_at=2021-02-01&ends_at=2022-07-03"
+LATEST = {  # title: (end_time, min_price, max_price) after the third sample answer
+    "Camela en concierto": ("21:30:00", 20.0, 30.0),
+    "Pantomima Full": ("21:30:00", 55.0, 55.0),
+    "Los Morancos": ("21:00:00", 65.0, 65.0),
+}
+
+
+@pytest.fixture
+def sim(sample_feed: object) -> Iterator[SimServer]:
+    with SimServer() as server:
+        yield server
+
+
+def latest_values(service: ServiceProcess) -> dict[str, tuple[object, ...]]:
+    status, body = service.get(SAMPLE_RANGE)
+    assert status == 200
+    return {e["title"]: (e["end_time"], e["min_price"], e["max_price"]) for e in body["data"]["events"]}
+
+
+def serve_the_three_samples(service: ServiceProcess, sim: SimServer, sample_feed: object) -> None:
+    """Let the service take answers 1, 2 and 3, then keep answering 3 so the end state is fixed."""
+    service.wait_until(lambda: sim.stats()["served"] >= 3, "the provider served its three answers")
+    sim.set_feeds([sample_feed("response_3_planlist.xml")])  # type: ignore[operator]
+    service.wait_until(lambda: latest_values(service) == LATEST, "the third answer's values are served")
+
+
+@pytest.mark.parametrize("store", ["redis", "embedded"])
+def test_history_and_ids_survive_a_restart(
+    store: str, sim: SimServer, sample_feed: object, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """322 left the feed but stays; 444 never shows; a restarted service serves the same ids and values."""
+    settings = {"EVENTAPI_PROVIDER_URL": sim.url, "EVENTAPI_REFRESH_INTERVAL": "0.2"}
+    if store == "redis":
+        settings |= {"EVENTAPI_REDIS_URL": redis_url, "EVENTAPI_REDIS_PREFIX": redis_prefix}
+    else:
+        settings |= {"EVENTAPI_SNAPSHOT_PATH": str(tmp_path / "events.json")}
+    with ServiceProcess(settings, tmp_path / "service.log") as service:
+        serve_the_three_samples(service, sim, sample_feed)
+        _, before = service.get(SAMPLE_RANGE)
+    sim.set_fault(Fault("status", status=503))  # the provider is down for the restarted service
+    with ServiceProcess(settings, tmp_path / "service.log") as restarted:
+        _, after = restarted.get(SAMPLE_RANGE)
+    assert after == before
+    assert "Tributo a Juanito Valderrama" not in {e["title"] for e in after["data"]["events"]}
+
+
+def test_two_workers_serve_the_same_answers(
+    sim: SimServer, sample_feed: object, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """With EVENTAPI_WORKERS=2 on one Redis, every worker answers with the fleet's data."""
+    settings = {
+        "EVENTAPI_PROVIDER_URL": sim.url,
+        "EVENTAPI_REFRESH_INTERVAL": "0.2",
+        "EVENTAPI_WORKERS": "2",
+        "EVENTAPI_REDIS_URL": redis_url,
+        "EVENTAPI_REDIS_PREFIX": redis_prefix,
+    }
+    with ServiceProcess(settings, tmp_path / "service.log") as service:
+        serve_the_three_samples(service, sim, sample_feed)
+        answers = {str(service.get(SAMPLE_RANGE)[1]) for _ in range(20)}
+    assert len(answers) == 1
+
+
+def test_bad_query_over_http_names_the_parameter(sim: SimServer, tmp_path: Path) -> None:
+    """Over a real socket, with the worker on uvloop (Granian's --loop auto may pick another loop)."""
+    with ServiceProcess({"EVENTAPI_PROVIDER_URL": sim.url}, tmp_path / "service.log") as service:
+        assert "event loop uvloop" in service.log()
+        status, body = service.get("/search?starts_at=2021-02-30")
+        assert status == 400 and body["error"]["code"] == "invalid_parameter"
+        assert "starts_at" in body["error"]["message"]
+        assert service.get("/events?ends_at=2021-01-01&ends_at=2021-01-02")[0] == 400
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EVENTAPI_PORT", "eighty"),
+        ("EVENTAPI_REFRESH_INTERVAL", "-1"),
+        ("EVENTAPI_TIMEZONE", "Mars/Olympus"),
+        ("EVENTAPI_REDIS_URL", "localhost:6379"),
+        ("EVENTAPI_WORKERS", "0"),
+        ("EVENTAPI_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_bad_setting_stops_start_up_with_one_line_naming_it(variable: str, value: str) -> None:
+    """Exit code 2 and a single stderr line with the variable, the value and the expected form."""
+    result = run_command(["serve"], {variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0] and repr(value) in lines[0] and "expected" in lines[0]
+
+
+def test_refresh_command_exits_by_outcome(sim: SimServer, redis_url: str, redis_prefix: str) -> None:
+    """`eventapi refresh` does one cycle: 0 when it stored the feed, non-zero when the provider failed."""
+    settings = {
+        "EVENTAPI_PROVIDER_URL": sim.url,
+        "EVENTAPI_REDIS_URL": redis_url,
+        "EVENTAPI_REDIS_PREFIX": redis_prefix,
+        "EVENTAPI_PROVIDER_TIMEOUT": "2",
+    }
+    ok = run_command(["refresh"], settings)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "refresh: refreshed")
+    sim.set_fault(Fault("malformed"))
+    failed = run_command(["refresh"], settings)
+    assert failed.returncode == 1 and "refresh: failed" in failed.stdout
+    assert "not well-formed" in failed.stderr
+
+
+def test_demo_shows_the_simulators_events_with_no_network(tmp_path: Path) -> None:
+    """`eventapi demo` wires its own simulator to the service: events are searchable within seconds."""
+    with ServiceProcess({}, tmp_path / "demo.log", command="demo") as demo:
+        demo.wait_until(
+            lambda: len(demo.get(SAMPLE_RANGE)[1]["data"]["events"]) == 3, "the demo serves events"
+        )
