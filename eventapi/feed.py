@@ -87,20 +87,22 @@ class FeedParser:
         self._result.size += len(chunk)
         if self._result.size > self._max_bytes:
             raise FeedRefused(f"feed larger than the cap of {self._max_bytes} bytes")
-        try:
-            self._parser.Parse(chunk, False)
-        except expat.ExpatError as exc:
-            raise FeedError(f"feed is not well-formed XML: {exc}") from None
+        self._parse(chunk, final=False)
 
     def close(self) -> ParsedFeed:
         """Finish the document; a truncated or empty one raises FeedError."""
-        try:
-            self._parser.Parse(b"", True)
-        except expat.ExpatError as exc:
-            raise FeedError(f"feed is not well-formed XML: {exc}") from None
+        self._parse(b"", final=True)
         if not self._root_seen:
             raise FeedError("feed has no planList or eventList root element")
         return self._result
+
+    def _parse(self, data: bytes, *, final: bool) -> None:
+        try:
+            self._parser.Parse(data, final)
+        except expat.ExpatError as exc:
+            raise FeedError(f"feed is not well-formed XML: {exc}") from None
+        except LookupError as exc:  # an encoding declaration Python does not know
+            raise FeedError(f"feed declares an unknown encoding: {exc}") from None
 
     # expat handlers ------------------------------------------------------------------------
 

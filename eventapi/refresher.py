@@ -94,19 +94,20 @@ class Refresher:
 
     async def refresh_once(self, *, force: bool = False) -> Outcome:
         """One cycle; unless forced, only when nobody in the fleet refreshed within the interval."""
+        started = self._clock()
         try:
             if not force and not await self._due():
                 return self._count(Outcome.SKIPPED_RECENT)
             if not await self._store.try_lock(self._token, self._lock_ttl_ms):
                 return self._count(Outcome.SKIPPED_LOCKED)
         except EventApiError as exc:
-            return self._failed(exc, self._clock())
+            return self._failed(exc, started)
         try:
             if not force and not await self._due():  # someone finished while we took the lock
                 return self._count(Outcome.SKIPPED_RECENT)
-            return await self._refresh()
+            return await self._refresh(started)
         except EventApiError as exc:
-            return self._failed(exc, self.status.last_attempt_at or self._clock())
+            return self._failed(exc, started)
         finally:
             with contextlib.suppress(EventApiError):
                 await self._store.release_lock(self._token)
@@ -115,8 +116,7 @@ class Refresher:
         last = await self._store.last_refresh()
         return last is None or self._clock() - last >= self._interval
 
-    async def _refresh(self) -> Outcome:
-        started = self._clock()
+    async def _refresh(self, started: float) -> Outcome:
         self.status.last_attempt_at = started
         await self._store.mark_refresh(started)
         parsed = await self._feed.fetch()

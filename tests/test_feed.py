@@ -179,8 +179,9 @@ def test_feed_parsed_in_small_chunks_equals_feed_parsed_whole() -> None:
         b"<html><body>502 Bad Gateway</body></html>",
         b"not xml at all",
         b"<planList><output></planList>",
+        b'<?xml version="1.0" encoding="UVF-8"?><planList><output/></planList>',
     ],
-    ids=["empty", "truncated", "html", "garbage", "mismatched"],
+    ids=["empty", "truncated", "html", "garbage", "mismatched", "unknown-encoding"],
 )
 def test_broken_documents_are_refused_whole(document: bytes) -> None:
     """A body that is not a whole feed raises FeedError: nothing from it may be stored."""

@@ -92,7 +92,9 @@ async def test_slow_provider_hits_the_total_timeout_and_is_retried(
     assert parsed.events and sim.stats()["requests"] == 2
 
 
-async def test_dropped_connection_is_retried(feed: ProviderFeed, sim: SimServer, sleep: RecordedSleep) -> None:
+async def test_dropped_connection_is_retried(
+    feed: ProviderFeed, sim: SimServer, sleep: RecordedSleep
+) -> None:
     """aiohttp itself resends a GET once after a disconnect; the second drop reaches our retry."""
     sim.set_fault(Fault("drop", count=2))
     assert len((await feed.fetch()).events) == 3
