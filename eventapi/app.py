@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -14,17 +14,28 @@ from .errors import EventApiError, InvalidParameter, StoreUnavailable
 log = logging.getLogger(__name__)
 
 JSON = b"application/json"
-Headers = tuple[tuple[bytes, bytes], ...]
+Headers = list[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What a handler returns; `send_response` turns it into the two ASGI messages."""
+    """What a handler returns, headers complete; `send_response` turns it into two ASGI messages.
+
+    Built once by `response()`, a Response can be cached and sent again and again: nothing
+    about it is computed per request.
+    """
 
     status: int
     body: bytes
-    headers: Headers = ()
-    content_type: bytes = JSON
+    headers: Headers
+
+
+def response(
+    status: int, body: bytes, extra_headers: Iterable[tuple[bytes, bytes]] = (), content_type: bytes = JSON
+) -> Response:
+    """A response with content-type and content-length (the length of GET's body, also for HEAD)."""
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *extra_headers]
+    return Response(status, body, headers)
 
 
 Handler = Callable[[Scope], Awaitable[Response]]
@@ -35,10 +46,12 @@ ERROR_STATUS: Mapping[type[EventApiError], int] = {InvalidParameter: 400, StoreU
 INTERNAL_ERROR_MESSAGE = "Internal error: the failure has been logged."
 
 
-def error_response(status: int, code: str, message: str, headers: Headers = ()) -> Response:
+def error_response(
+    status: int, code: str, message: str, extra_headers: Iterable[tuple[bytes, bytes]] = ()
+) -> Response:
     """A response in the spec's error envelope."""
     body = orjson.dumps({"data": None, "error": {"code": code, "message": message}})
-    return Response(status, body, headers)
+    return response(status, body, extra_headers)
 
 
 def response_for(exc: Exception) -> Response:
@@ -49,13 +62,8 @@ def response_for(exc: Exception) -> Response:
 
 
 async def send_response(send: Send, response: Response, *, head: bool = False) -> None:
-    """Exactly two ASGI messages; HEAD gets the headers (and content-length) of GET without the body."""
-    headers = [
-        (b"content-type", response.content_type),
-        (b"content-length", b"%d" % len(response.body)),
-        *response.headers,
-    ]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    """Exactly two ASGI messages; HEAD gets the headers of GET without the body."""
+    await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
     await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 

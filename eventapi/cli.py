@@ -40,7 +40,7 @@ def refresh(settings: Settings) -> int:
     """One fetch-and-store cycle, for cron and operators; non-zero exit when it failed."""
 
     async def once() -> Outcome:
-        service = build_service(settings, background_refresh=False)
+        service = build_service(settings, background_tasks=False)
         await service.store.open()
         await service.feed.open()
         try:

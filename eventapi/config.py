@@ -22,17 +22,20 @@ class Settings:
 
     provider_url: str = DEFAULT_PROVIDER_URL
     redis_url: str | None = None
+    redis_replica_url: str | None = None
     redis_prefix: str = "eventapi"
     snapshot_path: str | None = None
     refresh_interval: float = 60.0
     provider_timeout: float = 10.0
-    feed_max_bytes: int = 64 * 1024 * 1024
+    feed_max_bytes: int = 256 * 1024 * 1024
     timezone: str = "Europe/Madrid"
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
     log_level: str = "INFO"
     cache_max_age: int = 5
+    lru_entries: int = 10_000
+    lru_bytes: int = 64 * 1024 * 1024
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -57,6 +60,9 @@ class Settings:
         return cls(
             provider_url=read("PROVIDER_URL", _http_url, defaults.provider_url, "an http(s):// URL"),
             redis_url=read("REDIS_URL", _redis_url, defaults.redis_url, "a redis:// or rediss:// URL"),
+            redis_replica_url=read(
+                "REDIS_REPLICA_URL", _redis_url, defaults.redis_replica_url, "a redis:// or rediss:// URL"
+            ),
             redis_prefix=read(
                 "REDIS_PREFIX",
                 _key_prefix,
@@ -81,6 +87,8 @@ class Settings:
             cache_max_age=read(
                 "CACHE_MAX_AGE", _non_negative_int, defaults.cache_max_age, "a whole number of seconds >= 0"
             ),
+            lru_entries=read("LRU_ENTRIES", _positive_int, defaults.lru_entries, "a whole number >= 1"),
+            lru_bytes=read("LRU_BYTES", _positive_int, defaults.lru_bytes, "a whole number of bytes >= 1"),
         )
 
 

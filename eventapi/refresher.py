@@ -58,12 +58,14 @@ class Refresher:
         interval: float,
         lock_ttl: float,
         clock: Callable[[], float] = time.time,
+        on_generation: Callable[[int], None] = lambda generation: None,
     ) -> None:
         self._store = store
         self._feed = feed
         self._interval = interval
         self._lock_ttl_ms = int(lock_ttl * 1000)
         self._clock = clock
+        self._on_generation = on_generation
         self._token = uuid.uuid4().hex
         self._logged_skips: set[SkippedPlan] = set()
         self._task: asyncio.Task[None] | None = None
@@ -122,6 +124,7 @@ class Refresher:
         parsed = await self._feed.fetch()
         self._log_skipped(parsed.skipped)
         merged = await self._store.merge(parsed.events)
+        self._on_generation(merged.generation)  # this worker serves its own merge at once
         status = self.status
         status.last_success_at = self._clock()
         status.last_duration = status.last_success_at - started

@@ -6,13 +6,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from .app import EventApi, Response
-from .asgi_types import Scope
+from .app import EventApi
+from .cache import LruCache
 from .config import Settings
+from .generation import GenerationWatcher
 from .logs import configure_logging
 from .provider import Feed, ProviderFeed, RetryPolicy
 from .refresher import Refresher
-from .search import Search
+from .search_endpoint import SearchEndpoint
 from .store import Store, store_for
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class Service:
     store: Store
     feed: Feed
     refresher: Refresher
-    search: Search
+    watcher: GenerationWatcher
+    search: SearchEndpoint
 
 
 def provider_feed(settings: Settings, retry: RetryPolicy) -> ProviderFeed:
@@ -45,9 +47,9 @@ def build_service(
     *,
     store: Store | None = None,
     feed: Feed | None = None,
-    background_refresh: bool = True,
+    background_tasks: bool = True,
 ) -> Service:
-    """Build one worker's service; tests pass their own store or feed, or turn the loop off."""
+    """Build one worker's service; tests pass their own store or feed, or turn the background tasks off."""
     store = store if store is not None else store_for(settings)
     if feed is None:
         retry = RetryPolicy()
@@ -55,21 +57,27 @@ def build_service(
         attempts, backoff = retry.attempts, retry.worst_case()
     else:
         attempts, backoff = 1, 0.0
+    watcher = GenerationWatcher(store)
     # The lock outlives the slowest possible refresh, so a live owner never loses it mid-merge,
     # and expires soon after a dead owner's last possible write.
     lock_ttl = attempts * settings.provider_timeout + backoff + 30.0
-    refresher = Refresher(store, feed, interval=settings.refresh_interval, lock_ttl=lock_ttl)
-    search = Search(store, settings.zone)
-    cache_control = b"public, max-age=%d" % settings.cache_max_age
-
-    async def search_handler(scope: Scope) -> Response:
-        body = await search.search(scope["query_string"])
-        return Response(200, body, ((b"cache-control", cache_control),))
+    refresher = Refresher(
+        store, feed, interval=settings.refresh_interval, lock_ttl=lock_ttl, on_generation=watcher.observe
+    )
+    search = SearchEndpoint(
+        store,
+        settings.zone,
+        watcher,
+        LruCache(settings.lru_entries, settings.lru_bytes),
+        settings.cache_max_age,
+    )
 
     async def startup() -> None:
         await store.open()
         await feed.open()
-        if background_refresh:
+        await watcher.poll_once()
+        if background_tasks:
+            watcher.start()
             refresher.start()
         loop = asyncio.get_running_loop()
         log.info(
@@ -82,11 +90,12 @@ def build_service(
 
     async def shutdown() -> None:
         await refresher.stop()
+        await watcher.stop()
         await feed.close()
         await store.close()
 
-    app = EventApi({"/search": search_handler, "/events": search_handler}, startup, shutdown)
-    return Service(app, store, feed, refresher, search)
+    app = EventApi({"/search": search, "/events": search}, startup, shutdown)
+    return Service(app, store, feed, refresher, watcher, search)
 
 
 def create_app(settings: Settings | None = None) -> EventApi:

@@ -46,7 +46,7 @@ class BrokenStore(MemoryStore):
 @pytest.fixture
 async def service() -> Service:
     built = build_service(
-        Settings(), store=MemoryStore(), feed=SampleFeed("response_1.xml"), background_refresh=False
+        Settings(), store=MemoryStore(), feed=SampleFeed("response_1.xml"), background_tasks=False
     )
     await built.refresher.refresh_once(force=True)
     return built
@@ -141,7 +141,7 @@ async def test_head_gets_the_headers_of_get_without_a_body(service: Service) -> 
 
 async def test_unreachable_store_gives_503_envelope() -> None:
     """When the store cannot be reached, the client gets 503 unavailable, not a hang or a 500."""
-    service = build_service(Settings(), store=BrokenStore(), feed=SampleFeed(), background_refresh=False)
+    service = build_service(Settings(), store=BrokenStore(), feed=SampleFeed(), background_tasks=False)
     reply = await call(service.app, "/search")
     assert (reply.status, reply.json()["error"]["code"]) == (503, "unavailable")
 

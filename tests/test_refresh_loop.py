@@ -51,7 +51,7 @@ def make_service(sim: SimServer, store: Store, timeout: float = 1.0) -> Service:
         max_bytes=1_000_000,
         retry=RetryPolicy(attempts=2, base_delay=0.0),
     )
-    return build_service(settings, store=store, feed=feed, background_refresh=False)
+    return build_service(settings, store=store, feed=feed, background_tasks=False)
 
 
 @pytest.fixture

@@ -1,0 +1,58 @@
+"""Which generation of the store this worker serves: polled, so a refresh anywhere reaches it within 1 s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from .errors import StoreUnavailable
+from .store.base import Store
+
+log = logging.getLogger(__name__)
+
+# Four polls a second bound the delay to ~0.25 s plus one round trip, far inside the 1 s promise.
+# A poll is one GET per worker: cheaper and sturdier than a pub/sub connection to keep alive.
+POLL_SECONDS = 0.25
+UNKNOWN = -1
+
+
+class GenerationWatcher:
+    """Holds the latest generation this worker has seen; cached responses of another one are stale."""
+
+    def __init__(self, store: Store, poll_seconds: float = POLL_SECONDS) -> None:
+        self._store = store
+        self._poll_seconds = poll_seconds
+        self.current = UNKNOWN
+        self.store_reachable = True
+        self._task: asyncio.Task[None] | None = None
+
+    def observe(self, generation: int) -> None:
+        """A read or a merge of this worker saw `generation`: newer is adopted at once."""
+        if generation > self.current:
+            self.current = generation
+
+    async def poll_once(self) -> None:
+        try:
+            # The store is the authority: if it went back (a flushed Redis), follow it down too.
+            self.current = await self._store.generation()
+            self.store_reachable = True
+        except StoreUnavailable as exc:
+            if self.store_reachable:
+                log.warning("store unreachable from the generation poll: %s", exc)
+            self.store_reachable = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="eventapi-generation")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self._poll_seconds)

@@ -1,0 +1,111 @@
+"""GET /search over HTTP: query memo, the worker's LRU, ETags and 304s in front of the store.
+
+A hit costs two dict look-ups and a header scan: the response, headers included, was built
+when it was cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from .app import Response, response
+from .asgi_types import Scope
+from .cache import LruCache
+from .generation import UNKNOWN, GenerationWatcher
+from .query import TimeRange, parse_query
+from .search import read_range
+from .store.base import Store
+
+# Raw query strings already parsed, so a hit skips the date parsing; cleared when full, which
+# bounds it whatever strings a client invents.
+_MAX_MEMOIZED_QUERIES = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """A finished search response and its 304, for one range at one generation."""
+
+    generation: int
+    etag: bytes
+    ok: Response
+    not_modified: Response
+
+
+def etag_for(generation: int, time_range: TimeRange) -> bytes:
+    """Strong validator: the same generation and the same normalized range mean the same bytes."""
+    starts = "" if time_range.starts_at is None else time_range.starts_at
+    ends = "" if time_range.ends_at is None else time_range.ends_at
+    return f'"g{generation}.{starts}.{ends}"'.encode()
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """If-None-Match uses weak comparison (RFC 9110 §13.1.2): W/ prefixes are ignored; * matches."""
+    if if_none_match.strip() == b"*":
+        return True
+    return any(candidate.strip().removeprefix(b"W/") == etag for candidate in if_none_match.split(b","))
+
+
+def if_none_match_of(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            return bytes(value)
+    return None
+
+
+class SearchEndpoint:
+    """The handler behind /search and /events."""
+
+    def __init__(
+        self,
+        store: Store,
+        zone: tzinfo,
+        watcher: GenerationWatcher,
+        cache: LruCache[TimeRange, CachedAnswer],
+        max_age: int,
+    ) -> None:
+        self._store = store
+        self._zone = zone
+        self._watcher = watcher
+        self.cache = cache
+        self._cache_control = b"public, max-age=%d" % max_age
+        self._ranges: dict[bytes, TimeRange] = {}
+
+    def time_range(self, query_string: bytes) -> TimeRange:
+        """Parse (or recall) a query string; InvalidParameter for a bad one."""
+        time_range = self._ranges.get(query_string)
+        if time_range is None:
+            time_range = parse_query(query_string, self._zone)
+            if len(self._ranges) >= _MAX_MEMOIZED_QUERIES:
+                self._ranges.clear()
+            self._ranges[query_string] = time_range
+        return time_range
+
+    async def __call__(self, scope: Scope) -> Response:
+        time_range = self.time_range(scope["query_string"])
+        if_none_match = if_none_match_of(scope)
+        generation = self._watcher.current
+        cached = self.cache.get(time_range)
+        if cached is None or cached.generation != generation:
+            if if_none_match is not None and generation != UNKNOWN:
+                etag = etag_for(generation, time_range)
+                if etag_matches(if_none_match, etag):
+                    return self._not_modified(etag)  # revalidated without touching the store
+            cached = await self._fill(time_range)
+        if if_none_match is not None and etag_matches(if_none_match, cached.etag):
+            return cached.not_modified
+        return cached.ok
+
+    async def _fill(self, time_range: TimeRange) -> CachedAnswer:
+        generation, body = await read_range(self._store, time_range)
+        self._watcher.observe(generation)
+        etag = etag_for(generation, time_range)
+        headers = ((b"cache-control", self._cache_control), (b"etag", etag))
+        answer = CachedAnswer(generation, etag, response(200, body, headers), self._not_modified(etag))
+        if generation == self._watcher.current:
+            self.cache.put(time_range, answer, len(body))
+        return answer
+
+    def _not_modified(self, etag: bytes) -> Response:
+        # No content-length: in a 304 it would have to be the 200 body's length (RFC 9110 §8.6).
+        return Response(304, b"", [(b"cache-control", self._cache_control), (b"etag", etag)])
