@@ -13,5 +13,5 @@ __all__ = ["DayRead", "MemoryStore", "MergeOutcome", "RedisStore", "Store", "sto
 def store_for(settings: Settings) -> Store:
     """The store the settings ask for: Redis when EVENTAPI_REDIS_URL is set, else the embedded one."""
     if settings.redis_url:
-        return RedisStore(settings.redis_url, settings.redis_prefix)
+        return RedisStore(settings.redis_url, settings.redis_prefix, replica_url=settings.redis_replica_url)
     return MemoryStore(settings.snapshot_path)

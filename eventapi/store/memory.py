@@ -13,8 +13,9 @@ from pathlib import Path
 import orjson
 
 from ..events import Event
+from . import cooperative
 from .base import DayRead, MergeOutcome
-from .model import StoredEvent, merge, rebuild_days
+from .model import StoredEvent, rebuild_days
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,10 @@ class MemoryStore:
         return self._generation
 
     async def merge(self, events: Iterable[Event]) -> MergeOutcome:
-        changes = merge(self._events, events)
+        changes = await cooperative.merge(self._events, list(events))
         if changes.events:
             self._events.update(changes.events)
-            rebuilt = rebuild_days(self._events.values(), changes.days)
+            rebuilt = await cooperative.rebuild_days(self._events.values(), changes.days)
             for day in changes.days:
                 if day in rebuilt:
                     self._day_blobs[day] = rebuilt[day]

@@ -63,26 +63,44 @@ class Changes:
     days: frozenset[int]
 
 
+class FeedMerge:
+    """Folds a feed into stored events a slice at a time, so a caller can yield between slices.
+
+    Rules: latest values win, an event is kept once seen online, offline-only events never are.
+    """
+
+    def __init__(self, stored: Mapping[str, StoredEvent]) -> None:
+        self._stored = stored
+        self._changed: dict[str, StoredEvent] = {}
+
+    def add(self, feed_slice: Iterable[Event]) -> None:
+        stored, changed = self._stored, self._changed
+        for event in feed_slice:
+            # Stored means seen online at least once: from then on it follows every later value.
+            if not (event.online or event.id in stored or event.id in changed):
+                continue
+            candidate = StoredEvent.from_event(event)
+            previous = stored.get(event.id)
+            if previous is not None and previous.json == candidate.json:
+                changed.pop(event.id, None)  # an earlier duplicate in this feed is superseded
+            else:
+                changed[event.id] = candidate
+
+    def changes(self) -> Changes:
+        days = set()
+        for event_id, changed_event in self._changed.items():
+            days.add(changed_event.day)
+            previous = self._stored.get(event_id)
+            if previous is not None:
+                days.add(previous.day)
+        return Changes(self._changed, frozenset(days))
+
+
 def merge(stored: Mapping[str, StoredEvent], feed: Iterable[Event]) -> Changes:
-    """Fold one feed into the stored events: latest values win, offline-only events are never kept."""
-    changed: dict[str, StoredEvent] = {}
-    for event in feed:
-        # Stored means seen online at least once: from then on it follows every later value.
-        if not (event.online or event.id in stored or event.id in changed):
-            continue
-        candidate = StoredEvent.from_event(event)
-        previous = stored.get(event.id)
-        if previous is not None and previous.json == candidate.json:
-            changed.pop(event.id, None)  # an earlier duplicate in this feed is superseded
-        else:
-            changed[event.id] = candidate
-    days = set()
-    for event_id, changed_event in changed.items():
-        days.add(changed_event.day)
-        previous = stored.get(event_id)
-        if previous is not None:
-            days.add(previous.day)
-    return Changes(changed, frozenset(days))
+    """Fold a whole feed into the stored events at once."""
+    feed_merge = FeedMerge(stored)
+    feed_merge.add(feed)
+    return feed_merge.changes()
 
 
 def encode_day(events: Iterable[StoredEvent]) -> bytes:
@@ -112,11 +130,18 @@ def select(day_blob: bytes, starts_at: int | None, ends_at: int | None) -> bytes
     return b",".join(picked)
 
 
-def rebuild_days(events: Iterable[StoredEvent], days: Iterable[int] | None = None) -> dict[int, bytes]:
-    """Blobs for the given days (all days when None) from the full set of stored events."""
+def group_by_day(
+    events: Iterable[StoredEvent], days: Iterable[int] | None = None
+) -> dict[int, list[StoredEvent]]:
+    """The events of the given days (all days when None), by day."""
     wanted = None if days is None else set(days)
     by_day: dict[int, list[StoredEvent]] = {}
     for event in events:
         if wanted is None or event.day in wanted:
             by_day.setdefault(event.day, []).append(event)
-    return {day: encode_day(day_events) for day, day_events in by_day.items()}
+    return by_day
+
+
+def rebuild_days(events: Iterable[StoredEvent], days: Iterable[int] | None = None) -> dict[int, bytes]:
+    """Blobs for the given days (all days when None) from the full set of stored events."""
+    return {day: encode_day(day_events) for day, day_events in group_by_day(events, days).items()}

@@ -13,14 +13,15 @@ from redis.exceptions import RedisError, WatchError
 
 from ..errors import StoreUnavailable
 from ..events import Event
+from . import cooperative
 from .base import DayRead, MergeOutcome
-from .model import StoredEvent, merge, rebuild_days
+from .model import StoredEvent
 
 T = TypeVar("T")
 
 # One round trip, one consistent snapshot: a script runs atomically, and merges are MULTI/EXEC.
 # HMGET is called in slices because unpack() of thousands of days would overflow Lua's stack.
-_READ_DAYS = """
+_READ_DAYS = """#!lua flags=no-writes
 local out = {redis.call('GET', KEYS[1]) or '0'}
 local days = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], ARGV[2])
 for i = 1, #days, 1000 do
@@ -41,8 +42,11 @@ _MERGE_ATTEMPTS = 5
 class RedisStore:
     """The Store protocol on Redis, shared by every worker of every instance."""
 
-    def __init__(self, url: str, prefix: str = "eventapi", timeout: float = 1.0) -> None:
+    def __init__(
+        self, url: str, prefix: str = "eventapi", timeout: float = 1.0, replica_url: str | None = None
+    ) -> None:
         self._url = url
+        self._replica_url = replica_url
         self._timeout = timeout
         tag = "{" + prefix + "}"
         self.keys = {
@@ -50,23 +54,31 @@ class RedisStore:
             for name in ("generation", "days", "day_blobs", "events", "lock", "last_refresh")
         }
         self._client: redis.Redis | None = None
+        self._reader: redis.Redis | None = None
 
     async def open(self) -> None:
         # Created here, on the worker's own event loop, never at import time.
-        self._client = redis.Redis.from_url(
-            self._url,
+        self._client = self._connect(self._url)
+        # Searches and the generation poll may read from a replica; merges and the lock never do.
+        self._reader = self._connect(self._replica_url) if self._replica_url else self._client
+        self._read_days = self._reader.register_script(_READ_DAYS)
+        self._release = self._client.register_script(_RELEASE_LOCK)
+
+    def _connect(self, url: str) -> redis.Redis:
+        return redis.Redis.from_url(
+            url,
             socket_timeout=self._timeout,
             socket_connect_timeout=self._timeout,
             health_check_interval=30,
             retry_on_timeout=False,
         )
-        self._read_days = self._client.register_script(_READ_DAYS)
-        self._release = self._client.register_script(_RELEASE_LOCK)
 
     async def close(self) -> None:
+        if self._reader is not None and self._reader is not self._client:
+            await self._reader.aclose()
         if self._client is not None:
             await self._client.aclose()
-            self._client = None
+        self._client = self._reader = None
 
     @property
     def client(self) -> redis.Redis:
@@ -82,13 +94,14 @@ class RedisStore:
         return DayRead(int(reply[0]), [blob for blob in reply[1:] if blob])
 
     async def generation(self) -> int:
-        raw = await self._call(lambda: self.client.get(self.keys["generation"]))
+        reader = self._reader or self.client
+        raw = await self._call(lambda: reader.get(self.keys["generation"]))
         return int(raw or 0)
 
     async def stored_events(self) -> dict[str, StoredEvent]:
         """Every served event, read whole (merge time and tests only)."""
         raw: dict[Any, Any] = await self._call(lambda: self.client.hgetall(self.keys["events"]))
-        return {event_id.decode(): StoredEvent.from_json(event_json) for event_id, event_json in raw.items()}
+        return await cooperative.decode_stored(raw)
 
     async def merge(self, events: Iterable[Event]) -> MergeOutcome:
         feed = list(events)
@@ -106,13 +119,13 @@ class RedisStore:
             await pipe.watch(keys["generation"])
             generation = int(await pipe.get(keys["generation"]) or 0)
             raw: dict[Any, Any] = await pipe.hgetall(keys["events"])
-            stored = {event_id.decode(): StoredEvent.from_json(js) for event_id, js in raw.items()}
-            changes = merge(stored, feed)
+            stored = await cooperative.decode_stored(raw)
+            changes = await cooperative.merge(stored, feed)
             if not changes.events:
                 await pipe.unwatch()  # type: ignore[no-untyped-call]
                 return MergeOutcome(0, generation, len(stored))
             stored.update(changes.events)
-            day_blobs = rebuild_days(stored.values(), changes.days)
+            day_blobs = await cooperative.rebuild_days(stored.values(), changes.days)
             emptied = [day for day in changes.days if day not in day_blobs]
             pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hset(

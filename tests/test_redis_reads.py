@@ -1,0 +1,83 @@
+"""Reads from Redis: one consistent generation per answer, and reads served by a replica."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import orjson
+import pytest
+from redis_server import RedisServer
+
+from eventapi.errors import StoreUnavailable
+from eventapi.events import Event, event_id
+from eventapi.query import TimeRange
+from eventapi.search import read_range
+from eventapi.store import RedisStore
+
+
+def events(title: str, count: int = 60) -> list[Event]:
+    """`count` events over 30 days, every one titled `title`: a whole feed that differs by title only."""
+    base = datetime(2021, 7, 1, 20)
+    return [
+        Event(
+            event_id(str(n), "1"),
+            str(n),
+            "1",
+            title,
+            base + timedelta(days=n % 30, minutes=n),
+            base + timedelta(days=n % 30, minutes=n + 60),
+            1.0,
+            2.0,
+            True,
+        )
+        for n in range(count)
+    ]
+
+
+async def test_no_answer_mixes_two_generations(redis_url: str, redis_prefix: str) -> None:
+    """While feeds alternate between all-A and all-B titles, every answer is all A or all B."""
+    writer, reader = RedisStore(redis_url, redis_prefix), RedisStore(redis_url, redis_prefix)
+    await writer.open(), await reader.open()
+    answers: list[set[str]] = []
+
+    async def write() -> None:
+        for round_ in range(30):
+            await writer.merge(events("A" if round_ % 2 else "B"))
+
+    async def read() -> None:
+        while not writer_done.done():
+            _, body = await read_range(reader, TimeRange())
+            answers.append({e["title"] for e in orjson.loads(body)["data"]["events"]})
+
+    try:
+        await writer.merge(events("A"))
+        writer_done = asyncio.ensure_future(write())
+        await asyncio.gather(writer_done, read(), read())
+    finally:
+        await writer.close(), await reader.close()
+    assert len(answers) > 10
+    assert all(titles in ({"A"}, {"B"}) for titles in answers)
+
+
+async def test_reads_go_to_the_replica_and_writes_to_the_primary(
+    redis_server_factory: Callable[..., RedisServer], redis_prefix: str
+) -> None:
+    """With a replica URL, searches and the generation poll keep answering from the replica alone."""
+    primary = redis_server_factory()
+    replica = redis_server_factory("--replicaof", "127.0.0.1", str(primary.port))
+    store = RedisStore(primary.url, redis_prefix, replica_url=replica.url)
+    await store.open()
+    try:
+        outcome = await store.merge(events("A"))
+        async with asyncio.timeout(10):  # replication is asynchronous: wait until the replica has it
+            while await store.generation() != outcome.generation:
+                await asyncio.sleep(0.02)
+        primary.stop()
+        generation, body = await read_range(store, TimeRange())
+        assert generation == outcome.generation and len(orjson.loads(body)["data"]["events"]) == 60
+        with pytest.raises(StoreUnavailable):
+            await store.try_lock("token", 1000)  # the lock lives on the (now stopped) primary only
+    finally:
+        await store.close()
