@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from .config import Settings
 from .errors import SettingsError
 from .logs import configure_logging
+from .refresh_job import InProcessJob, run_job_and_print
 from .refresher import Outcome
 from .service import build_service
 
@@ -36,22 +37,28 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def refresh(settings: Settings) -> int:
-    """One fetch-and-store cycle, for cron and operators; non-zero exit when it failed."""
+def refresh(settings: Settings, *, job_only: bool = False) -> int:
+    """One fetch-and-store cycle, for cron and operators; non-zero exit when it failed.
 
-    async def once() -> Outcome:
+    With `job_only` (how a serving worker runs its refresh in a child process) the worker holds
+    the lock: do the work without gate or lock and print the report as one JSON line.
+    """
+
+    async def once() -> int:
         service = build_service(settings, background_tasks=False)
         await service.store.open()
         await service.feed.open()
         try:
-            return await service.refresher.refresh_once(force=True)
+            if job_only:
+                return await run_job_and_print(InProcessJob(service.feed, service.store))
+            outcome = await service.refresher.refresh_once(force=True)
+            print(f"refresh: {outcome.value}")
+            return 0 if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED) else 1
         finally:
             await service.feed.close()
             await service.store.close()
 
-    outcome = asyncio.run(once())
-    print(f"refresh: {outcome.value}")
-    return 0 if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED) else 1
+    return asyncio.run(once())
 
 
 def demo(settings: Settings) -> int:
@@ -74,16 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="eventapi", description=__doc__)
     parser.add_argument("command", choices=["serve", "refresh", "sim", "demo"])
+    parser.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # refresh in a worker's child
     if args[:1] == ["sim"]:
         from .sim import main as sim_main
 
         return sim_main(args[1:])
-    command = parser.parse_args(args).command
+    arguments = parser.parse_args(args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"eventapi: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "refresh": refresh, "demo": demo}
-    return runners[command](settings)
+    if arguments.command == "refresh":
+        return refresh(settings, job_only=arguments.job)
+    runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "demo": demo}
+    return runners[arguments.command](settings)

@@ -36,11 +36,19 @@ class Settings:
     cache_max_age: int = 5
     lru_entries: int = 10_000
     lru_bytes: int = 64 * 1024 * 1024
+    day_cache_bytes: int = 64 * 1024 * 1024
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         """The provider's time zone (validated at load time, so this cannot fail)."""
         return zoneinfo.ZoneInfo(self.timezone)
+
+    def to_environ(self) -> dict[str, str]:
+        """The EVENTAPI_* variables that give back these settings (for child processes)."""
+        return {
+            f"EVENTAPI_{name.upper()}": "" if value is None else str(value)
+            for name, value in ((name, getattr(self, name)) for name in self.__dataclass_fields__)
+        }
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +97,9 @@ class Settings:
             ),
             lru_entries=read("LRU_ENTRIES", _positive_int, defaults.lru_entries, "a whole number >= 1"),
             lru_bytes=read("LRU_BYTES", _positive_int, defaults.lru_bytes, "a whole number of bytes >= 1"),
+            day_cache_bytes=read(
+                "DAY_CACHE_BYTES", _non_negative_int, defaults.day_cache_bytes, "a whole number of bytes >= 0"
+            ),
         )
 
 

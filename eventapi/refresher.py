@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .errors import EventApiError
 from .feed import SkippedPlan
-from .provider import Feed
+from .refresh_job import RefreshJob
 from .store.base import Store
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Refresher:
     def __init__(
         self,
         store: Store,
-        feed: Feed,
+        job: RefreshJob,
         *,
         interval: float,
         lock_ttl: float,
@@ -61,7 +61,7 @@ class Refresher:
         on_generation: Callable[[int], None] = lambda generation: None,
     ) -> None:
         self._store = store
-        self._feed = feed
+        self._job = job
         self._interval = interval
         self._lock_ttl_ms = int(lock_ttl * 1000)
         self._clock = clock
@@ -121,29 +121,30 @@ class Refresher:
     async def _refresh(self, started: float) -> Outcome:
         self.status.last_attempt_at = started
         await self._store.mark_refresh(started)
-        parsed = await self._feed.fetch()
-        self._log_skipped(parsed.skipped)
-        merged = await self._store.merge(parsed.events)
-        self._on_generation(merged.generation)  # this worker serves its own merge at once
+        report = await self._job()
+        self._log_skipped(report.skipped)
+        self._on_generation(report.generation)  # this worker serves its own merge at once
         status = self.status
         status.last_success_at = self._clock()
         status.last_duration = status.last_success_at - started
         status.last_error = None
-        status.plans_seen = len(parsed.events) + len(parsed.skipped)
-        status.plans_skipped = len(parsed.skipped)
-        status.skipped_reasons = Counter(skip.kind for skip in parsed.skipped)
-        status.events_served = merged.served
-        status.generation = merged.generation
-        outcome = Outcome.REFRESHED if merged.changed else Outcome.UNCHANGED
+        status.plans_seen = report.plans_seen
+        status.plans_skipped = sum(report.skipped_by_kind.values())
+        status.skipped_reasons = Counter(report.skipped_by_kind)
+        status.events_served = report.served
+        status.generation = report.generation
+        outcome = Outcome.REFRESHED if report.changed else Outcome.UNCHANGED
         log.info(
-            "refresh %s: %d plans (%d skipped), %d events changed, %d served, generation %d, %.3fs",
+            "refresh %s: %d plans (%d skipped), %d events changed, %d served, generation %d, %.3fs,"
+            " peak RSS of the refreshing process %.1f MiB",
             outcome.value,
             status.plans_seen,
             status.plans_skipped,
-            merged.changed,
-            merged.served,
-            merged.generation,
+            report.changed,
+            report.served,
+            report.generation,
             status.last_duration,
+            report.peak_rss_kib / 1024,
         )
         return self._count(outcome)
 

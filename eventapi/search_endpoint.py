@@ -12,10 +12,10 @@ from datetime import tzinfo
 from .app import Response, response
 from .asgi_types import Scope
 from .cache import LruCache
+from .day_cache import DayCache
 from .generation import UNKNOWN, GenerationWatcher
 from .query import TimeRange, parse_query
-from .search import read_range
-from .store.base import Store
+from .search import assemble
 
 # Raw query strings already parsed, so a hit skips the date parsing; cleared when full, which
 # bounds it whatever strings a client invents.
@@ -58,13 +58,13 @@ class SearchEndpoint:
 
     def __init__(
         self,
-        store: Store,
+        days: DayCache,
         zone: tzinfo,
         watcher: GenerationWatcher,
         cache: LruCache[TimeRange, CachedAnswer],
         max_age: int,
     ) -> None:
-        self._store = store
+        self.days = days
         self._zone = zone
         self._watcher = watcher
         self.cache = cache
@@ -97,7 +97,8 @@ class SearchEndpoint:
         return cached.ok
 
     async def _fill(self, time_range: TimeRange) -> CachedAnswer:
-        generation, body = await read_range(self._store, time_range)
+        day_read = await self.days.read(time_range, self._watcher.current)
+        generation, body = day_read.generation, assemble(day_read.day_blobs, time_range)
         self._watcher.observe(generation)
         etag = etag_for(generation, time_range)
         headers = ((b"cache-control", self._cache_control), (b"etag", etag))

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from .app import EventApi
 from .cache import LruCache
 from .config import Settings
+from .day_cache import DayCache
 from .generation import GenerationWatcher
 from .logs import configure_logging
 from .provider import Feed, ProviderFeed, RetryPolicy
+from .refresh_job import ChildProcessJob, InProcessJob, RefreshJob
 from .refresher import Refresher
 from .search_endpoint import SearchEndpoint
 from .store import Store, store_for
@@ -48,6 +50,7 @@ def build_service(
     store: Store | None = None,
     feed: Feed | None = None,
     background_tasks: bool = True,
+    refresh_in_child: bool = False,
 ) -> Service:
     """Build one worker's service; tests pass their own store or feed, or turn the background tasks off."""
     store = store if store is not None else store_for(settings)
@@ -61,11 +64,15 @@ def build_service(
     # The lock outlives the slowest possible refresh, so a live owner never loses it mid-merge,
     # and expires soon after a dead owner's last possible write.
     lock_ttl = attempts * settings.provider_timeout + backoff + 30.0
+    # The child is killed well before the lock it works under can expire.
+    job: RefreshJob = (
+        ChildProcessJob(settings, lock_ttl - 10) if refresh_in_child else InProcessJob(feed, store)
+    )
     refresher = Refresher(
-        store, feed, interval=settings.refresh_interval, lock_ttl=lock_ttl, on_generation=watcher.observe
+        store, job, interval=settings.refresh_interval, lock_ttl=lock_ttl, on_generation=watcher.observe
     )
     search = SearchEndpoint(
-        store,
+        DayCache(store, settings.day_cache_bytes),
         settings.zone,
         watcher,
         LruCache(settings.lru_entries, settings.lru_bytes),
@@ -102,4 +109,6 @@ def create_app(settings: Settings | None = None) -> EventApi:
     """The ASGI app for the settings in the environment (Granian calls this in each worker)."""
     settings = settings if settings is not None else Settings.from_env()
     configure_logging(settings.log_level)
-    return build_service(settings).app
+    # With Redis the refresh's work runs in a child process, off the serving loop and its GIL;
+    # the embedded store lives in this process's memory, so its refresh must run here.
+    return build_service(settings, refresh_in_child=settings.redis_url is not None).app

@@ -11,7 +11,8 @@ from asgi_client import call
 from eventapi.config import Settings
 from eventapi.events import event_id
 from eventapi.provider import ProviderFeed, RetryPolicy
-from eventapi.refresher import Outcome
+from eventapi.refresh_job import InProcessJob
+from eventapi.refresher import Outcome, Refresher
 from eventapi.service import Service, build_service
 from eventapi.sim import Fault, SimServer
 from eventapi.store import MemoryStore, RedisStore, Store
@@ -154,8 +155,12 @@ async def test_fleet_refreshes_once_per_interval(sim: SimServer, redis_url: str,
         service = make_service(sim, RedisStore(redis_url, redis_prefix))
         service = replace(
             service,
-            refresher=type(service.refresher)(
-                service.store, service.feed, interval=60, lock_ttl=30, clock=clock
+            refresher=Refresher(
+                service.store,
+                InProcessJob(service.feed, service.store),
+                interval=60,
+                lock_ttl=30,
+                clock=clock,
             ),
         )
         await service.store.open()

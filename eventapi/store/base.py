@@ -14,6 +14,7 @@ class DayRead:
     """Blobs of the non-empty days of a range, in day order, all of one generation."""
 
     generation: int
+    days: list[int]  # the day ordinals of day_blobs, ascending
     day_blobs: list[bytes]
 
 

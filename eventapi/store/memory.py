@@ -45,7 +45,8 @@ class MemoryStore:
     async def read_days(self, first_day: int | None, last_day: int | None) -> DayRead:
         low = 0 if first_day is None else bisect.bisect_left(self._days, first_day)
         high = len(self._days) if last_day is None else bisect.bisect_right(self._days, last_day)
-        return DayRead(self._generation, [self._day_blobs[day] for day in self._days[low:high]])
+        days = self._days[low:high]
+        return DayRead(self._generation, days, [self._day_blobs[day] for day in days])
 
     async def generation(self) -> int:
         return self._generation

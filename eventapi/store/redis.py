@@ -22,15 +22,15 @@ T = TypeVar("T")
 # One round trip, one consistent snapshot: a script runs atomically, and merges are MULTI/EXEC.
 # HMGET is called in slices because unpack() of thousands of days would overflow Lua's stack.
 _READ_DAYS = """#!lua flags=no-writes
-local out = {redis.call('GET', KEYS[1]) or '0'}
 local days = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], ARGV[2])
+local blobs = {}
 for i = 1, #days, 1000 do
   local slice = {}
   for j = i, math.min(i + 999, #days) do slice[#slice + 1] = days[j] end
-  local blobs = redis.call('HMGET', KEYS[3], unpack(slice))
-  for j = 1, #slice do out[#out + 1] = blobs[j] end
+  local got = redis.call('HMGET', KEYS[3], unpack(slice))
+  for j = 1, #slice do blobs[#blobs + 1] = got[j] end
 end
-return out
+return {redis.call('GET', KEYS[1]) or '0', days, blobs}
 """
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -91,7 +91,9 @@ class RedisStore:
         high = "+inf" if last_day is None else str(last_day)
         keys = [self.keys["generation"], self.keys["days"], self.keys["day_blobs"]]
         reply: list[Any] = await self._call(lambda: self._read_days(keys=keys, args=[low, high]))
-        return DayRead(int(reply[0]), [blob for blob in reply[1:] if blob])
+        generation, days, blobs = reply
+        present = [(int(day), blob) for day, blob in zip(days, blobs, strict=True) if blob]
+        return DayRead(int(generation), [day for day, _ in present], [blob for _, blob in present])
 
     async def generation(self) -> int:
         reader = self._reader or self.client

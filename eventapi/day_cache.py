@@ -1,0 +1,62 @@
+"""This worker's copy of every day blob of the current generation, so a search miss needs no I/O.
+
+For the data sets eventapi is built for (thousands of events: about a megabyte of blobs) the
+whole generation is read once, in one consistent store read, and every later miss of that
+generation is cut from memory. A data set larger than the byte budget is not copied: misses
+then read the days of their window from the store, in one round trip as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+
+from .query import TimeRange
+from .store.base import DayRead, Store
+
+
+class DayCache:
+    """Day blobs of one generation, loaded whole when they fit in `max_bytes`."""
+
+    def __init__(self, store: Store, max_bytes: int) -> None:
+        self._store = store
+        self._max_bytes = max_bytes
+        self._copy: DayRead | None = None
+        self._too_big_generation: int | None = None
+        self._loading: asyncio.Future[DayRead | None] | None = None
+        self.loads = 0
+
+    async def read(self, time_range: TimeRange, generation: int) -> DayRead:
+        """The day blobs of a range, all of one generation not older than `generation`."""
+        copy = self._copy
+        if copy is None or copy.generation < generation:
+            copy = None if self._too_big_generation == generation else await self._load()
+        if copy is None:
+            return await self._store.read_days(time_range.first_day, time_range.last_day)
+        low = 0 if time_range.first_day is None else bisect.bisect_left(copy.days, time_range.first_day)
+        high = (
+            len(copy.days)
+            if time_range.last_day is None
+            else bisect.bisect_right(copy.days, time_range.last_day)
+        )
+        return DayRead(copy.generation, copy.days[low:high], copy.day_blobs[low:high])
+
+    async def _load(self) -> DayRead | None:
+        # After a refresh, every concurrent miss wants the new copy: one read serves them all.
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load_once())
+            self._loading.add_done_callback(self._loaded)
+        return await asyncio.shield(self._loading)
+
+    def _loaded(self, loading: asyncio.Future[DayRead | None]) -> None:
+        self._loading = None
+
+    async def _load_once(self) -> DayRead | None:
+        everything = await self._store.read_days(None, None)
+        self.loads += 1
+        if sum(len(blob) for blob in everything.day_blobs) > self._max_bytes:
+            self._too_big_generation = everything.generation
+            return None
+        if self._copy is None or everything.generation >= self._copy.generation:
+            self._copy = everything
+        return everything
