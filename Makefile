@@ -2,6 +2,8 @@
 
 PYTHON ?= python3
 PYTEST_ARGS ?=
+BENCH_HTTP_ARGS ?=
+BENCH_STALL_ARGS ?=
 
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
@@ -10,10 +12,10 @@ LINT_PATHS := $(wildcard eventapi tests bench)
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help run test demo lint types check bench clean FORCE
+.PHONY: help run test demo lint types check bench bench-http bench-stall clean FORCE
 
 help: ## list the targets
-	@awk -F':.*## ' '/^[a-z]+:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: $(VENV)/.installed ## serve on http://127.0.0.1:8000 with the embedded store (no Redis needed)
 	$(VENV_PY) -m eventapi serve
@@ -37,6 +39,23 @@ check: lint types test ## lint, types and test
 bench: $(VENV)/.installed-bench ## run the benchmarks into bench/results/latest.json
 	mkdir -p bench/results
 	$(VENV_PY) -m pytest bench --benchmark-only --benchmark-json=bench/results/latest.json
+
+bench-http: $(VENV)/.installed-bench ## wrk against the service and a same-run reference app (BENCH_HTTP_ARGS=... passed on)
+	bash .ci/ensure-redis-server
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: wrk is not on PATH; bench-http needs it: sudo apt-get install -y wrk" >&2; exit 1; fi; \
+	  echo "make: wrk not found, installing it with apt-get"; \
+	  apt_log=$$(mktemp); \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=120 wrk; } \
+	    >"$$apt_log" 2>&1 </dev/null || { cat "$$apt_log" >&2; rm -f "$$apt_log"; \
+	    echo "make: apt-get install -y wrk failed (output above)" >&2; exit 1; }; \
+	  rm -f "$$apt_log"; }
+	$(VENV_PY) bench/http_bench.py $(BENCH_HTTP_ARGS)
+
+bench-stall: $(VENV)/.installed-bench ## search latency and worker RSS while a 105 MB feed refreshes (BENCH_STALL_ARGS=... passed on)
+	bash .ci/ensure-redis-server
+	$(VENV_PY) bench/refresh_stall.py $(BENCH_STALL_ARGS)
 
 clean: ## remove .venv, caches and build output
 	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks

@@ -16,6 +16,7 @@ from .refresher import Outcome
 from .service import build_service
 
 APP_FACTORY = "eventapi.service:create_app"
+REFRESH_JOB_NICENESS = 10
 
 
 def serve(settings: Settings) -> int:
@@ -50,6 +51,8 @@ def refresh(settings: Settings, *, job_only: bool = False) -> int:
         await service.feed.open()
         try:
             if job_only:
+                # Background work: let the serving workers have the CPU first.
+                os.nice(REFRESH_JOB_NICENESS)
                 return await run_job_and_print(InProcessJob(service.feed, service.store))
             outcome = await service.refresher.refresh_once(force=True)
             print(f"refresh: {outcome.value}")

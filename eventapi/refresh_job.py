@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -84,19 +85,21 @@ class ChildProcessJob:
         self._timeout = timeout
 
     async def __call__(self) -> RefreshReport:
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "eventapi", "refresh", "--job",
-            env=self._environ, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        # subprocess.Popen forks with vfork: uvloop's own spawn is a full fork(), which stops this
+        # worker while the page tables of its whole heap are copied.
+        child = subprocess.Popen(  # noqa: ASYNC220 (vfork, on purpose: see above)
+            [sys.executable, "-m", "eventapi", "refresh", "--job"],
+            env=self._environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         )  # fmt: skip
         try:
             async with asyncio.timeout(self._timeout):
-                output, _ = await child.communicate()
+                # A thread blocked on the pipe holds no GIL; the loop stays free for searches.
+                output, _ = await asyncio.to_thread(child.communicate)
         except BaseException:
             # Cancelled (shutdown) or out of time: the child dies before or after its single
             # MULTI/EXEC, never in the middle of one, so nothing half-written can remain.
-            if child.returncode is None:
-                child.kill()
-                await child.wait()
+            child.kill()
+            child.wait()
             raise
         last_line = output.strip().rsplit(b"\n", 1)[-1]
         if child.returncode == 0:

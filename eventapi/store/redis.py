@@ -87,6 +87,8 @@ class RedisStore:
         return self._client
 
     async def read_days(self, first_day: int | None, last_day: int | None) -> DayRead:
+        if first_day is None and last_day is None:
+            return await self._call(self._read_all_days)
         low = "-inf" if first_day is None else str(first_day)
         high = "+inf" if last_day is None else str(last_day)
         keys = [self.keys["generation"], self.keys["days"], self.keys["day_blobs"]]
@@ -94,6 +96,17 @@ class RedisStore:
         generation, days, blobs = reply
         present = [(int(day), blob) for day, blob in zip(days, blobs, strict=True) if blob]
         return DayRead(int(generation), [day for day, _ in present], [blob for _, blob in present])
+
+    async def _read_all_days(self) -> DayRead:
+        # A whole generation (the day cache's load) with native commands in one MULTI/EXEC: the
+        # same consistency as the script, without moving megabytes of blobs through Lua.
+        reader = self._reader or self.client
+        async with reader.pipeline(transaction=True) as pipe:
+            pipe.get(self.keys["generation"])
+            pipe.hgetall(self.keys["day_blobs"])
+            generation, blobs_by_day = await pipe.execute()
+        days = sorted(blobs_by_day, key=int)
+        return DayRead(int(generation or 0), [int(day) for day in days], [blobs_by_day[day] for day in days])
 
     async def generation(self) -> int:
         reader = self._reader or self.client
