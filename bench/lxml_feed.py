@@ -7,35 +7,25 @@ does not, or the other way round, is pinned in `test_parsers_agree.py`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from lxml import etree
 
 from eventapi.errors import FeedError, FeedRefused
-from eventapi.events import Event, event_id, price_range
-from eventapi.feed import ParsedFeed, SkippedPlan
+from eventapi.feed import ParsedFeed
+from eventapi.plans import BASE_ID_ATTRIBUTES, PLAN_ATTRIBUTES, SkippedPlan, read_plan
 
 _ROOTS = frozenset({"planList", "eventList"})
-_BASES = {"base_plan": "base_plan_id", "base_event": "base_event_id"}
-_PLANS = {
-    "plan": ("plan_id", "plan_start_date", "plan_end_date"),
-    "event": ("event_id", "event_start_date", "event_end_date"),
-}
+_BASES = BASE_ID_ATTRIBUTES
+_PLANS = PLAN_ATTRIBUTES
 # Cleared at their end, with children of the root; never a zone, whose attributes are read at its plan's end.
 _CLEARED = frozenset(_PLANS) | frozenset(_BASES)
 _KNOWN = _CLEARED | _ROOTS | {"zone"}
 _MAX_DEPTH = 16
 # Slices handed to libxml2: its events are drained (and the elements cleared) after each one.
 _SLICE = 16 * 1024
-
-
-class _PlanUnreadable(Exception):
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
 
 
 class LxmlFeedParser:
@@ -50,7 +40,7 @@ class LxmlFeedParser:
         self._base: Any = None
         self._base_id_attr = ""
         self._plan: Any = None
-        self._plan_names: tuple[str, str, str] = _PLANS["plan"]
+        self._plan_names = _PLANS["plan"]
         self._zones: list[Any] = []
         # No DTD is loaded and no entity resolved or fetched; a DOCTYPE is refused at the root below.
         self._parser = etree.XMLPullParser(
@@ -142,77 +132,19 @@ class LxmlFeedParser:
                 del parent[0]
 
     def _finish_plan(self, base: Any, plan: Any) -> None:
-        base_plan_id = base.get(self._base_id_attr, "")
-        plan_id = plan.get(self._plan_names[0], "")
-        try:
-            self._result.events.append(self._read_plan(base, plan, base_plan_id, plan_id))
-        except _PlanUnreadable as exc:
-            self._result.skipped.append(SkippedPlan(base_plan_id, plan_id, exc.kind, str(exc)))
-
-    def _read_plan(self, base: Any, plan: Any, base_plan_id: str, plan_id: str) -> Event:
-        _, start_attr, end_attr = self._plan_names
-        if not base_plan_id or not plan_id:
-            raise _PlanUnreadable("missing_id", "missing base plan id or plan id")
-        title = base.get("title")
-        if not title:
-            raise _PlanUnreadable("missing_title", "missing title")
-        start = self._read_time(plan, start_attr)
-        end = self._read_time(plan, end_attr)
-        if end < start:
-            raise _PlanUnreadable(
-                "ends_before_start", f"ends ({end.isoformat()}) before it starts ({start.isoformat()})"
-            )
-        min_price, max_price = price_range(_read_zones(self._zones), plan.get("sold_out") == "true")
-        return Event(
-            id=event_id(base_plan_id, plan_id),
-            base_plan_id=base_plan_id,
-            plan_id=plan_id,
-            title=title,
-            start=start,
-            end=end,
-            min_price=min_price,
-            max_price=max_price,
-            online=base.get("sell_mode") == "online",
-        )
-
-    def _read_time(self, plan: Any, attr: str) -> datetime:
-        raw = plan.get(attr)
-        if not raw:
-            raise _PlanUnreadable("bad_date", f"missing {attr}")
-        try:
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise _PlanUnreadable("bad_date", f"invalid {attr} {raw[:40]!r}") from None
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(self._zone).replace(tzinfo=None)
-        return moment.replace(microsecond=0)
+        # The mapping rules are the package's own: only the XML layer differs between the parsers.
+        zones = [zone.attrib for zone in self._zones]
+        read = read_plan(base.attrib, self._base_id_attr, plan.attrib, self._plan_names, zones, self._zone)
+        if isinstance(read, SkippedPlan):
+            self._result.skipped.append(read)
+        else:
+            self._result.events.append(read)
 
 
 def _qualified_name(elem: Any) -> str:
     # expat runs without namespace processing and reports names as written: prefix:local, or local.
     local = etree.QName(elem).localname
     return f"{elem.prefix}:{local}" if elem.prefix else local
-
-
-def _read_zones(zones: Iterable[Any]) -> list[tuple[int, float]]:
-    read = []
-    for zone in zones:
-        try:
-            capacity = int(zone.get("capacity", ""))
-        except ValueError:
-            raise _PlanUnreadable(
-                "bad_zone", f"zone {zone.get('zone_id', '?')}: capacity is not a whole number"
-            ) from None
-        try:
-            price = float(zone.get("price", ""))
-        except ValueError:
-            price = math.nan
-        if not math.isfinite(price) or price < 0:
-            raise _PlanUnreadable(
-                "bad_zone", f"zone {zone.get('zone_id', '?')}: price {zone.get('price')!r} is not a number"
-            )
-        read.append((capacity, price))
-    return read
 
 
 def parse(document: bytes, zone: tzinfo, max_bytes: int = 64 * 1024 * 1024) -> ParsedFeed:
