@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from .background import BackgroundTask
 from .errors import StoreUnavailable
 from .store.base import Store
 
@@ -25,7 +25,7 @@ class GenerationWatcher:
         self._poll_seconds = poll_seconds
         self.current = UNKNOWN
         self.store_reachable = True
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("eventapi-generation", self._run)
 
     def observe(self, generation: int) -> None:
         """A read or a merge of this worker saw `generation`: newer is adopted at once."""
@@ -43,14 +43,10 @@ class GenerationWatcher:
             self.store_reachable = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="eventapi-generation")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def _run(self) -> None:
         while True:

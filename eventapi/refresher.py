@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .background import BackgroundTask
 from .errors import EventApiError
 from .feed import SkippedPlan
 from .refresh_job import RefreshJob
@@ -68,20 +69,16 @@ class Refresher:
         self._on_generation = on_generation
         self._token = uuid.uuid4().hex
         self._logged_skips: set[SkippedPlan] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("eventapi-refresher", self.run_forever)
         self.status = RefreshStatus()
 
     def start(self) -> None:
         """Start the loop as a task of the running event loop."""
-        self._task = asyncio.get_running_loop().create_task(self.run_forever(), name="eventapi-refresher")
+        self._background.start()
 
     async def stop(self) -> None:
         """Cancel the loop; a refresh in progress is abandoned before it writes (merges are atomic)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def run_forever(self) -> None:
         # Poll the fleet's gate several times per interval, so the fleet refreshes about once per
