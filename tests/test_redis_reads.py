@@ -13,8 +13,14 @@ from redis_server import RedisServer
 from eventapi.errors import StoreUnavailable
 from eventapi.events import Event, event_id
 from eventapi.query import TimeRange
-from eventapi.search import read_range
+from eventapi.search import assemble
 from eventapi.store import RedisStore
+
+
+async def read_range(store: RedisStore, time_range: TimeRange) -> tuple[int, bytes]:
+    """One store read of a window, assembled: the generation read and the answer's bytes."""
+    day_read = await store.read_days(time_range.first_day, time_range.last_day)
+    return day_read.generation, assemble(day_read.day_blobs, time_range)
 
 
 def events(title: str, count: int = 60) -> list[Event]:
@@ -36,7 +42,10 @@ def events(title: str, count: int = 60) -> list[Event]:
     ]
 
 
-async def test_no_answer_mixes_two_generations(redis_url: str, redis_prefix: str) -> None:
+@pytest.mark.parametrize(
+    "window", [TimeRange(), TimeRange(0, 2**40)], ids=["whole-generation-read", "window-read-script"]
+)
+async def test_no_answer_mixes_two_generations(redis_url: str, redis_prefix: str, window: TimeRange) -> None:
     """While feeds alternate between all-A and all-B titles, every answer is all A or all B."""
     writer, reader = RedisStore(redis_url, redis_prefix), RedisStore(redis_url, redis_prefix)
     await writer.open(), await reader.open()
@@ -48,7 +57,7 @@ async def test_no_answer_mixes_two_generations(redis_url: str, redis_prefix: str
 
     async def read() -> None:
         while not writer_done.done():
-            _, body = await read_range(reader, TimeRange())
+            _, body = await read_range(reader, window)
             answers.append({e["title"] for e in orjson.loads(body)["data"]["events"]})
 
     try:
