@@ -16,9 +16,12 @@ ACCEPTED_FORMS = (
     "RFC 3339 such as 2021-07-21T17:32:28Z or 2021-07-21T19:32:28+02:00, "
     "a local date-time such as 2021-07-21T17:32:28, or a date such as 2021-07-21"
 )
+# ASCII digits only (re.ASCII: \d would accept ٢٠٢١). Between date and time: T, t, or a space,
+# also when sent as '+', since right after the date a '+' cannot begin an offset.
 _MOMENT = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?)?"
+    r"(?:[Tt +](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?)?",
+    re.ASCII,
 )
 _MAX_VALUE_LENGTH = 64
 

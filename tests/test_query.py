@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import datetime
+from urllib.parse import quote
 
 import pytest
 
@@ -35,6 +36,13 @@ def secs(*parts: int) -> int:
 def test_equivalent_forms_normalize_to_the_same_range(value: str) -> None:
     """Midnight of 1 July in Madrid (summer, +02:00), written eight ways, is one range."""
     assert parse_query(f"starts_at={value}".encode(), MADRID) == TimeRange(secs(2021, 7, 1), None)
+
+
+@pytest.mark.parametrize("separator", [b"T", b"t", b"%20", b"+"])
+def test_date_and_time_may_be_separated_by_t_or_a_space_sent_either_way(separator: bytes) -> None:
+    """HTTP clients send a space as %20 or as '+'; right after the date a '+' cannot start an offset."""
+    query = b"starts_at=2021-07-01" + separator + b"10:00:00%2B02:00"
+    assert parse_query(query, MADRID) == TimeRange(secs(2021, 7, 1, 10), None)
 
 
 def test_offset_in_winter_converts_with_the_winter_offset() -> None:
@@ -98,6 +106,7 @@ def test_day_window_follows_the_bounds() -> None:
         (b"starts_at=2022-01-01&ends_at=2021-01-01", "later than ends_at"),
         (b"starts_at=%ff%fe", "starts_at"),
         (b"starts_at=\xff", "starts_at"),
+        (b"starts_at=" + quote("٢٠٢١-01-01").encode(), "starts_at"),  # non-ASCII digits, percent-encoded
         (b"\xff=1", "parameter name"),
     ],
 )
