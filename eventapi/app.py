@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 
 import orjson
 
@@ -39,6 +40,8 @@ def response(
 
 
 Handler = Callable[[Scope], Awaitable[Response]]
+# Told of every answered request: route name, status, seconds taken, scope.
+Observer = Callable[[str, int, float, Scope], None]
 Lifecycle = Callable[[], Awaitable[None]]
 
 # The error table: typed errors to status codes; anything else is a 500 with a fixed message.
@@ -70,10 +73,30 @@ async def send_response(send: Send, response: Response, *, head: bool = False) -
 class EventApi:
     """Routes `GET`/`HEAD` requests by path to handlers and runs the lifespan hooks."""
 
-    def __init__(self, routes: Mapping[str, Handler], startup: Lifecycle, shutdown: Lifecycle) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, Handler],
+        startup: Lifecycle,
+        shutdown: Lifecycle,
+        prefix_routes: Mapping[str, Handler] | None = None,
+        observe: Observer | None = None,
+    ) -> None:
         self._routes = dict(routes)
+        self._observe = observe
+        # Looked up only when no exact path matches (static assets under a folder, e.g. "/docs/").
+        self._prefix_routes = dict(prefix_routes or {})
         self._startup = startup
         self._shutdown = shutdown
+
+    def _route_for(self, path: str) -> tuple[str, Handler | None]:
+        """The route's name (a bounded label for metrics) and its handler."""
+        handler = self._routes.get(path)
+        if handler is not None:
+            return path, handler
+        for prefix, prefix_handler in self._prefix_routes.items():
+            if path.startswith(prefix):
+                return prefix, prefix_handler
+        return "unmatched", None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -84,8 +107,9 @@ class EventApi:
         # websocket and anything newer: not served; returning closes the connection
 
     async def _http(self, scope: Scope, send: Send) -> None:
+        started = perf_counter()
         method = scope["method"]
-        handler = self._routes.get(scope["path"])
+        route, handler = self._route_for(scope["path"])
         if handler is None:
             response = error_response(
                 404, "not_found", f"no such path {scope['path'][:100]!r}: use GET /search or GET /events"
@@ -108,6 +132,8 @@ class EventApi:
                 log.exception("internal error on %s %s", method, scope["path"])
                 response = response_for(RuntimeError())
         await send_response(send, response, head=method == "HEAD")
+        if self._observe is not None:
+            self._observe(route, response.status, perf_counter() - started, scope)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from .config import Settings
 from .errors import SettingsError
@@ -21,10 +25,16 @@ REFRESH_JOB_NICENESS = 10
 
 def serve(settings: Settings) -> int:
     """Run the API under Granian: ASGI interface, uvloop, EVENTAPI_WORKERS workers."""
+    # Workers re-read the same environment in create_app; it was validated just above.
+    with _metrics_directory():
+        _serve(settings)
+    return 0
+
+
+def _serve(settings: Settings) -> None:
     from granian.constants import Interfaces, Loops
     from granian.server import Server
 
-    # Workers re-read the same environment in create_app; it was validated just above.
     Server(
         APP_FACTORY,
         factory=True,
@@ -35,7 +45,23 @@ def serve(settings: Settings) -> int:
         loop=Loops.uvloop,
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
     ).serve()
-    return 0
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers: fresh for each server start, as prometheus-client asks."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="eventapi-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def refresh(settings: Settings, *, job_only: bool = False) -> int:

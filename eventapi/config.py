@@ -37,6 +37,7 @@ class Settings:
     lru_entries: int = 10_000
     lru_bytes: int = 64 * 1024 * 1024
     day_cache_bytes: int = 64 * 1024 * 1024
+    access_log: bool = False
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -97,6 +98,7 @@ class Settings:
             ),
             lru_entries=read("LRU_ENTRIES", _positive_int, defaults.lru_entries, "a whole number >= 1"),
             lru_bytes=read("LRU_BYTES", _positive_int, defaults.lru_bytes, "a whole number of bytes >= 1"),
+            access_log=read("ACCESS_LOG", _flag, defaults.access_log, "1/true/yes/on or 0/false/no/off"),
             day_cache_bytes=read(
                 "DAY_CACHE_BYTES", _non_negative_int, defaults.day_cache_bytes, "a whole number of bytes >= 0"
             ),
@@ -115,6 +117,15 @@ def _positive_int(raw: str) -> int:
     if value < 1:
         raise ValueError(raw)
     return value
+
+
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def _non_negative_int(raw: str) -> int:

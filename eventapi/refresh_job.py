@@ -40,6 +40,7 @@ class RefreshReport:
     generation: int
     skipped: list[SkippedPlan] = field(default_factory=list)
     peak_rss_kib: int = 0  # of the process that did the work
+    feed_bytes: int = 0
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -74,6 +75,7 @@ class InProcessJob:
             generation=merged.generation,
             skipped=parsed.skipped[:_MAX_REPORTED_SKIPS],
             peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            feed_bytes=parsed.size,
         )
 
 
@@ -81,7 +83,9 @@ class ChildProcessJob:
     """The refresh's work in `python -m eventapi refresh --job`, with this worker's settings."""
 
     def __init__(self, settings: Settings, timeout: float) -> None:
-        self._environ = {**os.environ, **settings.to_environ()}
+        # Without the workers' metrics directory: the child's own (empty) metrics must not mix in.
+        inherited = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
+        self._environ = {**inherited, **settings.to_environ()}
         self._timeout = timeout
 
     async def __call__(self) -> RefreshReport:

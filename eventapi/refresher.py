@@ -11,6 +11,9 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
 
 from .background import BackgroundTask
 from .errors import EventApiError
@@ -45,7 +48,30 @@ class RefreshStatus:
     skipped_reasons: Counter[str] = field(default_factory=Counter)
     events_served: int = 0
     generation: int = 0
+    feed_bytes: int = 0
     runs: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready, times in RFC 3339 UTC."""
+        return {
+            "last_attempt_at": iso_utc(self.last_attempt_at),
+            "last_success_at": iso_utc(self.last_success_at),
+            "last_duration_s": self.last_duration,
+            "last_error": self.last_error,
+            "plans_seen": self.plans_seen,
+            "plans_skipped": self.plans_skipped,
+            "skipped_by_kind": dict(self.skipped_reasons),
+            "events_served": self.events_served,
+            "generation": self.generation,
+            "feed_bytes": self.feed_bytes,
+        }
+
+
+def iso_utc(moment: float | None) -> str | None:
+    """A Unix time as RFC 3339 UTC with milliseconds, None as None."""
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Refresher:
@@ -104,12 +130,22 @@ class Refresher:
         try:
             if not force and not await self._due():  # someone finished while we took the lock
                 return self._count(Outcome.SKIPPED_RECENT)
-            return await self._refresh(started)
+            try:
+                outcome = await self._refresh(started)
+            except EventApiError as exc:
+                outcome = self._failed(exc, started)
+            with contextlib.suppress(EventApiError):  # the fleet's status page, best effort
+                await self._store.save_refresh_status(orjson.dumps(self.status.as_dict()))
+            return outcome
         except EventApiError as exc:
             return self._failed(exc, started)
         finally:
             with contextlib.suppress(EventApiError):
                 await self._store.release_lock(self._token)
+
+    async def holds_lock(self) -> bool:
+        """Whether this worker's refresher holds the fleet's refresh lock right now."""
+        return await self._store.lock_holder() == self._token
 
     async def _due(self) -> bool:
         last = await self._store.last_refresh()
@@ -130,6 +166,7 @@ class Refresher:
         status.skipped_reasons = Counter(report.skipped_by_kind)
         status.events_served = report.served
         status.generation = report.generation
+        status.feed_bytes = report.feed_bytes
         outcome = Outcome.REFRESHED if report.changed else Outcome.UNCHANGED
         log.info(
             "refresh %s: %d plans (%d skipped), %d events changed, %d served, generation %d, %.3fs,"

@@ -74,10 +74,10 @@ class ServiceProcess:
     ) -> None:
         self.stop()
 
-    def stop(self) -> int:
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
         assert self._process is not None
         if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
+            self._process.send_signal(signum)
             try:
                 self._process.wait(timeout=15)
             except subprocess.TimeoutExpired:

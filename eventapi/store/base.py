@@ -56,3 +56,12 @@ class Store(Protocol):
 
     async def mark_refresh(self, at: float) -> None:
         """Record a refresh attempt for the fleet's interval gate."""
+
+    async def lock_holder(self) -> str | None:
+        """The token holding the refresh lock now, or None."""
+
+    async def save_refresh_status(self, status: bytes) -> None:
+        """Keep the fleet's latest refresh status (JSON), written by whoever refreshed last."""
+
+    async def refresh_status(self) -> bytes | None:
+        """The fleet's latest refresh status (JSON), or None before any refresh."""

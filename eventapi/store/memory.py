@@ -33,6 +33,7 @@ class MemoryStore:
         self._lock_token: str | None = None
         self._lock_expires = 0.0
         self._last_refresh: float | None = None
+        self._refresh_status: bytes | None = None
         if self._snapshot_path is not None and self._snapshot_path.exists():
             self._load(self._snapshot_path)
 
@@ -78,6 +79,17 @@ class MemoryStore:
     async def release_lock(self, token: str) -> None:
         if self._lock_token == token:
             self._lock_token = None
+
+    async def lock_holder(self) -> str | None:
+        if self._lock_token is not None and self._clock() < self._lock_expires:
+            return self._lock_token
+        return None
+
+    async def save_refresh_status(self, status: bytes) -> None:
+        self._refresh_status = status
+
+    async def refresh_status(self) -> bytes | None:
+        return self._refresh_status
 
     async def last_refresh(self) -> float | None:
         return self._last_refresh

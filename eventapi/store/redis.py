@@ -51,7 +51,15 @@ class RedisStore:
         tag = "{" + prefix + "}"
         self.keys = {
             name: f"{tag}:{name}"
-            for name in ("generation", "days", "day_blobs", "events", "lock", "last_refresh")
+            for name in (
+                "generation",
+                "days",
+                "day_blobs",
+                "events",
+                "lock",
+                "last_refresh",
+                "refresh_status",
+            )
         }
         self._client: redis.Redis | None = None
         self._reader: redis.Redis | None = None
@@ -162,6 +170,17 @@ class RedisStore:
 
     async def release_lock(self, token: str) -> None:
         await self._call(lambda: self._release(keys=[self.keys["lock"]], args=[token]))
+
+    async def lock_holder(self) -> str | None:
+        raw = await self._call(lambda: self.client.get(self.keys["lock"]))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def save_refresh_status(self, status: bytes) -> None:
+        await self._call(lambda: self.client.set(self.keys["refresh_status"], status))
+
+    async def refresh_status(self) -> bytes | None:
+        raw = await self._call(lambda: self.client.get(self.keys["refresh_status"]))
+        return raw.encode() if isinstance(raw, str) else raw
 
     async def last_refresh(self) -> float | None:
         raw = await self._call(lambda: self.client.get(self.keys["last_refresh"]))

@@ -1,0 +1,151 @@
+"""Liveness, readiness, status and metrics, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import zoneinfo
+from pathlib import Path
+
+import pytest
+from asgi_client import call
+
+from eventapi.config import Settings
+from eventapi.errors import FeedError, StoreUnavailable
+from eventapi.feed import ParsedFeed, parse
+from eventapi.service import Service, build_service
+from eventapi.store import MemoryStore
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
+
+
+class Samples:
+    """A Feed handing out sample answers; `gate` holds a fetch open, `fail` makes the next one fail."""
+
+    def __init__(self, *names: str) -> None:
+        self._documents = [(FIXTURES / name).read_bytes() for name in names]
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fetching = asyncio.Event()
+        self.fail = False
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def fetch(self) -> ParsedFeed:
+        self.fetching.set()
+        await self.gate.wait()
+        if self.fail:
+            raise FeedError("provider failed 3 times, last: HTTP 503")
+        return parse(self._documents.pop(0), MADRID)
+
+
+class UnreachableStore(MemoryStore):
+    """Every call fails as an unreachable Redis does."""
+
+    async def generation(self) -> int:
+        raise StoreUnavailable("redis unavailable: ConnectionError")
+
+    async def refresh_status(self) -> bytes | None:
+        raise StoreUnavailable("redis unavailable: ConnectionError")
+
+
+def make(feed: Samples, store: MemoryStore | None = None) -> Service:
+    return build_service(Settings(), store=store or MemoryStore(), feed=feed, background_tasks=False)
+
+
+async def test_healthz_answers_without_touching_the_store() -> None:
+    reply = await call(make(Samples(), UnreachableStore()).app, "/healthz")
+    assert (reply.status, reply.json()) == (200, {"status": "ok"})
+
+
+async def test_readyz_reports_an_unreachable_store() -> None:
+    reply = await call(make(Samples(), UnreachableStore()).app, "/readyz")
+    assert reply.status == 503 and reply.json()["ready"] is False
+    assert "store unreachable" in reply.json()["reasons"][0]
+
+
+async def test_readyz_waits_for_history_or_a_successful_refresh() -> None:
+    """Empty and never refreshed: not ready; after a refresh: ready; history alone suffices too."""
+    service = make(Samples("response_1.xml"))
+    assert (await call(service.app, "/readyz")).status == 503
+    await service.refresher.refresh_once(force=True)
+    assert (await call(service.app, "/readyz")).json() == {"ready": True, "reasons": []}
+    restarted = make(Samples(), service.store)  # type: ignore[arg-type]
+    assert (await call(restarted.app, "/readyz")).status == 200
+
+
+async def test_status_shows_the_last_refresh_and_skipped_plans() -> None:
+    service = make(Samples("response_1.xml", "response_2.xml"))
+    await service.refresher.refresh_once(force=True)
+    await service.refresher.refresh_once(force=True)
+    status = (await call(service.app, "/status")).json()
+    refresh = status["refresh"]
+    assert (refresh["plans_seen"], refresh["plans_skipped"], refresh["skipped_by_kind"]) == (
+        3,
+        1,
+        {"bad_date": 1},
+    )
+    assert refresh["last_error"] is None and refresh["last_success_at"].endswith("Z")
+    assert refresh["runs"] == {"refreshed": 2} and refresh["events_served"] == 3
+    assert status["generation"] == 2 and status["store_reachable"] is True and status["lock_held"] is False
+
+
+async def test_status_shows_the_providers_last_error() -> None:
+    feed = Samples("response_1.xml")
+    service = make(feed)
+    await service.refresher.refresh_once(force=True)
+    feed.fail = True
+    await service.refresher.refresh_once(force=True)
+    refresh = (await call(service.app, "/status")).json()["refresh"]
+    assert "HTTP 503" in refresh["last_error"] and refresh["runs"] == {"refreshed": 1, "failed": 1}
+
+
+async def test_status_shows_the_lock_while_this_worker_refreshes() -> None:
+    feed = Samples("response_1.xml")
+    feed.gate.clear()
+    service = make(feed)
+    refreshing = asyncio.ensure_future(service.refresher.refresh_once(force=True))
+    await asyncio.wait_for(feed.fetching.wait(), 5)
+    assert (await call(service.app, "/status")).json()["lock_held"] is True
+    feed.gate.set()
+    await refreshing
+    assert (await call(service.app, "/status")).json()["lock_held"] is False
+
+
+def sample(exposition: str, name: str, **labels: str) -> float:
+    """One sample's value from the Prometheus text format."""
+    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(selector) + r"\}" if labels else "") + r" ([0-9.e+-]+)$"
+    found = re.search(pattern, exposition, re.MULTILINE)
+    assert found, f"{name} {labels} not in metrics"
+    return float(found.group(1))
+
+
+async def test_metrics_count_requests_latency_cache_and_refreshes() -> None:
+    service = make(Samples("response_1.xml"))
+    await service.refresher.refresh_once(force=True)
+    for _ in range(5):
+        await call(service.app, "/search")
+    await call(service.app, "/search", b"starts_at=nonsense")
+    await call(service.app, "/nowhere")
+    reply = await call(service.app, "/metrics")
+    assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = reply.body.decode()
+    assert sample(text, "eventapi_requests_total", route="/search", status="200") == 5
+    assert sample(text, "eventapi_requests_total", route="/search", status="400") == 1
+    assert sample(text, "eventapi_requests_total", route="unmatched", status="404") == 1
+    assert sample(text, "eventapi_request_duration_seconds_count", route="/search") == 6
+    assert sample(text, "eventapi_lru_total", result="hit") == 4
+    assert sample(text, "eventapi_refresh_runs_total", outcome="refreshed") == 1
+    assert sample(text, "eventapi_refresh_duration_seconds_count") == 1
+    assert sample(text, "eventapi_events_served") == 3 and sample(text, "eventapi_generation") == 1
+    assert sample(text, "eventapi_provider_response_bytes") > 1000
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/status", "/metrics"])
+async def test_operational_endpoints_are_never_cached(path: str) -> None:
+    reply = await call(make(Samples()).app, path)
+    assert reply.headers["cache-control"] == "no-store"
