@@ -15,11 +15,12 @@ from .errors import StoreUnavailable
 from .generation import GenerationWatcher
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
-from .refresher import Refresher, iso_utc
+from .refresher import Outcome, Refresher, iso_utc
 from .store.base import Store
 
 _NO_STORE = ((b"cache-control", b"no-store"),)
 _ALIVE = response(200, b'{"status":"ok"}', _NO_STORE)
+_COMPLETED = (Outcome.REFRESHED.value, Outcome.UNCHANGED.value, Outcome.FAILED.value)
 
 
 class Operations:
@@ -35,7 +36,7 @@ class Operations:
         self._cache = cache
         self._metrics = metrics
         self._started_at = iso_utc(time.time())
-        self._published_attempt: float | None = None
+        self._published_refreshes = 0
 
     async def healthz(self, scope: Scope) -> Response:
         """The process answers: no I/O, always fast."""
@@ -88,14 +89,16 @@ class Operations:
         metrics.publish_lru(cache.hits, cache.misses, cache.evictions)
         metrics.publish_runs(status.runs)
         metrics.generation.set(self._watcher.current)
-        if status.last_success_at is not None:
-            metrics.events_served.set(status.events_served)
-            metrics.provider_bytes.set(status.feed_bytes)
-        if status.last_attempt_at is not None and status.last_attempt_at != self._published_attempt:
-            self._published_attempt = status.last_attempt_at  # a refresh this worker ran, seen once
+        # Refresh figures once per refresh this worker completed: a refresh in progress has set
+        # its start time but still shows the previous refresh's figures.
+        completed = sum(status.runs[outcome] for outcome in _COMPLETED)
+        if completed != self._published_refreshes:
+            self._published_refreshes = completed
             if status.last_duration is not None:
                 metrics.refresh_duration.observe(status.last_duration)
             if status.last_error is None:
+                metrics.events_served.set(status.events_served)
+                metrics.provider_bytes.set(status.feed_bytes)
                 for kind, count in status.skipped_reasons.items():
                     metrics.plans_skipped.labels(kind).inc(count)
 

@@ -149,3 +149,21 @@ async def test_metrics_count_requests_latency_cache_and_refreshes() -> None:
 async def test_operational_endpoints_are_never_cached(path: str) -> None:
     reply = await call(make(Samples()).app, path)
     assert reply.headers["cache-control"] == "no-store"
+
+
+async def test_refresh_metrics_count_each_completed_refresh_once() -> None:
+    """A scrape during a refresh must not count the previous refresh's skipped plans again."""
+    feed = Samples("response_2.xml", "response_3.xml")
+    service = make(feed)
+    await service.refresher.refresh_once(force=True)
+    feed.gate.clear()
+    feed.fetching.clear()
+    refreshing = asyncio.ensure_future(service.refresher.refresh_once(force=True))
+    await asyncio.wait_for(feed.fetching.wait(), 5)
+    during = (await call(service.app, "/metrics")).body.decode()  # scraped mid-refresh
+    feed.gate.set()
+    await refreshing
+    after = (await call(service.app, "/metrics")).body.decode()
+    assert sample(during, "eventapi_plans_skipped_total", kind="bad_date") == 1
+    assert sample(after, "eventapi_plans_skipped_total", kind="bad_date") == 2
+    assert sample(after, "eventapi_refresh_duration_seconds_count") == 2
