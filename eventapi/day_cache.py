@@ -29,7 +29,9 @@ class DayCache:
     async def read(self, time_range: TimeRange, generation: int) -> DayRead:
         """The day blobs of a range, all of one generation not older than `generation`."""
         copy = self._copy
-        if copy is None or copy.generation < generation:
+        # Exactly this generation: a Redis that lost its data restarts the count, and an older copy
+        # with a higher number must not outlive it. (A read moves the watcher up to the copy's.)
+        if copy is None or copy.generation != generation:
             copy = None if self._too_big_generation == generation else await self._load()
         if copy is None:
             return await self._store.read_days(time_range.first_day, time_range.last_day)
@@ -57,6 +59,5 @@ class DayCache:
         if sum(len(blob) for blob in everything.day_blobs) > self._max_bytes:
             self._too_big_generation = everything.generation
             return None
-        if self._copy is None or everything.generation >= self._copy.generation:
-            self._copy = everything
+        self._copy = everything
         return everything

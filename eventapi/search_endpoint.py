@@ -20,6 +20,8 @@ from .search import assemble
 # Raw query strings already parsed, so a hit skips the date parsing; cleared when full, which
 # bounds it whatever strings a client invents.
 _MAX_MEMOIZED_QUERIES = 16_384
+# On answers given from this worker's memory while the store cannot be reached.
+STALE_HEADER = (b"x-eventapi-stale", b"1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class CachedAnswer:
     etag: bytes
     ok: Response
     not_modified: Response
+    stale: Response  # `ok` marked as served while the store cannot be reached
 
 
 def etag_for(generation: int, time_range: TimeRange) -> bytes:
@@ -94,7 +97,7 @@ class SearchEndpoint:
             cached = await self._fill(time_range)
         if if_none_match is not None and etag_matches(if_none_match, cached.etag):
             return cached.not_modified
-        return cached.ok
+        return cached.ok if self._watcher.store_reachable else cached.stale
 
     async def _fill(self, time_range: TimeRange) -> CachedAnswer:
         day_read = await self.days.read(time_range, self._watcher.current)
@@ -102,7 +105,10 @@ class SearchEndpoint:
         self._watcher.observe(generation)
         etag = etag_for(generation, time_range)
         headers = ((b"cache-control", self._cache_control), (b"etag", etag))
-        answer = CachedAnswer(generation, etag, response(200, body, headers), self._not_modified(etag))
+        answer = CachedAnswer(
+            generation, etag, response(200, body, headers), self._not_modified(etag),
+            response(200, body, (*headers, STALE_HEADER)),
+        )  # fmt: skip
         if generation == self._watcher.current:
             self.cache.put(time_range, answer, len(body))
         return answer

@@ -49,8 +49,11 @@ def _environment(settings: dict[str, str]) -> dict[str, str]:
 class ServiceProcess:
     """`python -m eventapi serve` (or `demo`) on a free port; SIGTERM stops it on exit."""
 
-    def __init__(self, settings: dict[str, str], log_path: Path, command: str = "serve") -> None:
+    def __init__(
+        self, settings: dict[str, str], log_path: Path, command: str = "serve", ready_path: str = "/search"
+    ) -> None:
         self._command = command
+        self._ready_path = ready_path
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._settings = {**settings, "EVENTAPI_PORT": str(self.port)}
@@ -66,7 +69,9 @@ class ServiceProcess:
             stdout=log,
             stderr=log,
         )
-        self.wait_until(lambda: self.get("/search")[0] == 200, "the service answers /search")
+        self.wait_until(
+            lambda: self.get(self._ready_path)[0] == 200, f"the service answers {self._ready_path}"
+        )
         return self
 
     def __exit__(

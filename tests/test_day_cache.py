@@ -10,7 +10,7 @@ from eventapi.day_cache import DayCache
 from eventapi.events import Event, event_id
 from eventapi.query import TimeRange
 from eventapi.search import assemble
-from eventapi.store import MemoryStore
+from eventapi.store import MemoryStore, RedisStore
 from eventapi.store.base import DayRead
 
 EPOCH = datetime(1970, 1, 1)
@@ -105,3 +105,20 @@ async def test_zero_budget_never_copies() -> None:
     await cache.read(TimeRange(), outcome.generation)
     await cache.read(TimeRange(), outcome.generation)
     assert store.reads == [(None, None), (None, None), (None, None)]
+
+
+async def test_redis_that_lost_its_data_is_followed_down(redis_url: str, redis_prefix: str) -> None:
+    """A Redis restarted empty counts generations from 0 again: an old copy must not outlive it."""
+    store = RedisStore(redis_url, redis_prefix)
+    await store.open()
+    try:
+        cache = DayCache(store, max_bytes=10_000_000)
+        for title in ("a", "b", "c"):
+            await store.merge(events(5, title=title))
+        assert (await cache.read(TimeRange(), 3)).generation == 3
+        await store.client.delete(*store.keys.values())  # the data is lost (no persistence)
+        refilled = await store.merge(events(5, title="new"))  # and the next refresh refills it
+        fresh = await cache.read(TimeRange(), refilled.generation)
+        assert fresh.generation == 1 and b'"title":"new"' in fresh.day_blobs[0]
+    finally:
+        await store.close()
