@@ -26,6 +26,7 @@ class Settings:
     redis_prefix: str = "eventapi"
     snapshot_path: str | None = None
     refresh_interval: float = 60.0
+    refresh_lock_ttl: float | None = None  # None: the slowest possible refresh plus a margin
     provider_timeout: float = 10.0
     feed_max_bytes: int = 256 * 1024 * 1024
     timezone: str = "Europe/Madrid"
@@ -81,6 +82,9 @@ class Settings:
             snapshot_path=read("SNAPSHOT_PATH", str, defaults.snapshot_path, "a file path"),
             refresh_interval=read(
                 "REFRESH_INTERVAL", _positive_float, defaults.refresh_interval, "a number of seconds > 0"
+            ),
+            refresh_lock_ttl=read(
+                "REFRESH_LOCK_TTL", _positive_float, defaults.refresh_lock_ttl, "a number of seconds > 0"
             ),
             provider_timeout=read(
                 "PROVIDER_TIMEOUT", _positive_float, defaults.provider_timeout, "a number of seconds > 0"

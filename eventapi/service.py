@@ -77,10 +77,10 @@ def build_service(
     watcher = GenerationWatcher(store)
     # The lock outlives the slowest possible refresh, so a live owner never loses it mid-merge,
     # and expires soon after a dead owner's last possible write.
-    lock_ttl = attempts * settings.provider_timeout + backoff + 30.0
-    # The child is killed well before the lock it works under can expire.
+    lock_ttl = settings.refresh_lock_ttl or attempts * settings.provider_timeout + backoff + 30.0
+    # The child is killed before the lock it works under can expire.
     job: RefreshJob = (
-        ChildProcessJob(settings, lock_ttl - 10) if refresh_in_child else InProcessJob(feed, store)
+        ChildProcessJob(settings, lock_ttl * 0.9) if refresh_in_child else InProcessJob(feed, store)
     )
     refresher = Refresher(
         store, job, interval=settings.refresh_interval, lock_ttl=lock_ttl, on_generation=watcher.observe

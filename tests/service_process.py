@@ -68,6 +68,7 @@ class ServiceProcess:
             env=_environment(self._settings),
             stdout=log,
             stderr=log,
+            start_new_session=True,  # its own process group: a test may kill the whole instance,
         )
         self.wait_until(
             lambda: self.get(self._ready_path)[0] == 200, f"the service answers {self._ready_path}"
@@ -78,6 +79,11 @@ class ServiceProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
         assert self._process is not None
