@@ -24,6 +24,7 @@ _MOMENT = re.compile(
     re.ASCII,
 )
 _MAX_VALUE_LENGTH = 64
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,43 +61,57 @@ def parse_query(query_string: bytes, zone: tzinfo) -> TimeRange:
         if name in values:
             raise InvalidParameter(f"{name} is given more than once: give it at most once")
         values[name] = value
-    starts_at = _bound("starts_at", values.get("starts_at"), zone, round_up=True)
-    ends_at = _bound("ends_at", values.get("ends_at"), zone, round_up=False)
-    if starts_at is not None and ends_at is not None and starts_at > ends_at:
+    starts = _bound("starts_at", values.get("starts_at"), zone)
+    ends = _bound("ends_at", values.get("ends_at"), zone)
+    # Order is judged on the instants the caller meant, to the nanosecond: two bounds in the same
+    # second, or either side of the autumn's repeated hour, are a valid range (one that holds no
+    # event), not an inverted one.
+    if starts is not None and ends is not None and starts.instant_ns > ends.instant_ns:
         raise InvalidParameter(
             f"starts_at ({values['starts_at']}) is later than ends_at ({values['ends_at']}): "
             "starts_at must not be after ends_at"
         )
-    return TimeRange(starts_at, ends_at)
+    return TimeRange(
+        None if starts is None else starts.wall_seconds + starts.fractional,  # later within its second
+        None if ends is None else ends.wall_seconds,
+    )
 
 
-def parse_moment(text: str, zone: tzinfo) -> datetime:
-    """One accepted date or date-time as a naive local wall-clock time in `zone`; ValueError otherwise."""
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A parsed bound: its wall-clock second in the provider's zone, and the exact instant meant."""
+
+    wall_seconds: int  # local seconds of the wall-clock second it falls in
+    fractional: bool  # a non-zero fraction, at any digit
+    instant_ns: int  # nanoseconds since 1970-01-01T00:00:00Z
+
+
+def parse_moment(text: str, zone: tzinfo) -> Moment:
+    """One accepted date or date-time, read in `zone` unless it has an offset; ValueError otherwise."""
     match = _MOMENT.fullmatch(text)
     if match is None:
         raise ValueError("not an accepted form")
     year, month, day, hour, minute, second, fraction, offset = match.groups()
-    microsecond = int((fraction or "0")[:6].ljust(6, "0"))
-    moment = datetime(
-        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), microsecond
-    )
+    whole = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    nanoseconds = int((fraction or "").ljust(9, "0"))
     if offset:
-        moment = moment.replace(tzinfo=_offset(offset)).astimezone(zone).replace(tzinfo=None)
-    return moment
+        aware = whole.replace(tzinfo=_offset(offset))
+        wall = aware.astimezone(zone).replace(tzinfo=None)
+    else:
+        aware, wall = whole.replace(tzinfo=zone), whole
+    since_epoch = (aware - _EPOCH_UTC) // timedelta(seconds=1)
+    return Moment(local_seconds(wall), nanoseconds > 0, since_epoch * 1_000_000_000 + nanoseconds)
 
 
-def _bound(name: str, text: str | None, zone: tzinfo, *, round_up: bool) -> int | None:
+def _bound(name: str, text: str | None, zone: tzinfo) -> Moment | None:
     if text is None:
         return None
     try:
-        moment = parse_moment(text, zone)
+        return parse_moment(text, zone)
     except (ValueError, OverflowError):
         raise InvalidParameter(
             f"{name}={_show(text)} is not a valid date-time: expected {ACCEPTED_FORMS}"
         ) from None
-    seconds = local_seconds(moment)
-    # Event times are whole seconds: a fractional lower bound excludes its own second.
-    return seconds + 1 if round_up and moment.microsecond else seconds
 
 
 def _offset(text: str) -> tzinfo:
