@@ -1,0 +1,1 @@
+"""Load tests of eventapi with locust: `make load` runs loadtest/run.py."""
