@@ -4,6 +4,9 @@ PYTHON ?= python3
 PYTEST_ARGS ?=
 BENCH_HTTP_ARGS ?=
 BENCH_STALL_ARGS ?=
+SCENARIO ?= steady
+LOAD_ARGS ?=
+SOAK_ARGS ?=
 
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
@@ -12,7 +15,8 @@ LINT_PATHS := $(wildcard eventapi tests bench)
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help run test demo lint types check bench bench-http bench-stall clean FORCE
+.PHONY: help run test demo lint types check bench bench-http bench-stall load soak clean FORCE
+.PHONY: image up demo-up down logs build start stop clean-containers container-check
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,9 +61,65 @@ bench-stall: $(VENV)/.installed-bench ## search latency and worker RSS while a 1
 	bash .ci/ensure-redis-server
 	$(VENV_PY) bench/refresh_stall.py $(BENCH_STALL_ARGS)
 
+load: $(VENV)/.installed-load ## locust against Redis, the simulator and 2 workers (SCENARIO=steady|spike|provider-trouble, LOAD_ARGS=...)
+	bash .ci/ensure-redis-server
+	$(VENV_PY) -m loadtest.run --scenario $(SCENARIO) $(LOAD_ARGS)
+
+soak: $(VENV)/.installed-test ## 10 min of searches, a refresh a second, random provider faults: errors, RSS, fds (SOAK_ARGS=...)
+	bash .ci/ensure-redis-server
+	$(VENV_PY) loadtest/soak.py $(SOAK_ARGS)
+
 clean: ## remove .venv, caches and build output
 	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	@if command -v $(COMPOSE) >/dev/null 2>&1; then $(MAKE) --no-print-directory clean-containers; fi
+
+# Containers (README, "Containers"). PYTHON_IMAGE, REDIS_IMAGE and NGINX_IMAGE replace the
+# official base images when set (a mirror, or this sandbox's stand-ins).
+PODMAN ?= podman
+COMPOSE ?= podman-compose
+EVENTAPI_IMAGE ?= localhost/eventapi:latest
+# The compose project: container, network and volume names start with it (container-check uses
+# its own, so it never touches the data of a stack started with make up).
+COMPOSE_PROJECT_NAME ?= eventapi
+export EVENTAPI_IMAGE COMPOSE_PROJECT_NAME
+DEMO_ENV := EVENTAPI_PROVIDER_URL=http://sim:8081/api/events EVENTAPI_REFRESH_INTERVAL=5
+# podman-compose down names every container and pod it would remove, present or not
+QUIET_ABSENT := { grep -v -e 'no such container' -e 'no such pod' || true; }
+PROJECT_CONTAINERS = $(PODMAN) ps -aq --filter label=io.podman.compose.project=$(COMPOSE_PROJECT_NAME)
+
+image: ## build the container image (PYTHON_IMAGE=... changes the base)
+	$(PODMAN) build --format docker $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
+	  -t $(EVENTAPI_IMAGE) -f Containerfile .
+
+build: image ## same as make image
+
+up: ## start Redis, two API instances and nginx on :8080 (real provider)
+	$(COMPOSE) up -d
+
+demo-up: ## the same stack with the provider simulator, offline
+	$(DEMO_ENV) $(COMPOSE) --profile demo up -d
+
+start: up ## same as make up
+
+down: ## stop and remove the stack's containers (the Redis volume stays)
+	@echo "$(COMPOSE) --profile demo down"; $(COMPOSE) --profile demo down 2>&1 | $(QUIET_ABSENT)
+	@ids=$$($(PROJECT_CONTAINERS)); if [ -n "$$ids" ]; then $(PODMAN) rm -f $$ids >/dev/null; fi
+
+stop: down ## same as make down
+
+logs: ## follow the stack's logs
+	$(COMPOSE) --profile demo logs -f
+
+clean-containers: ## remove the stack's containers, orphans, volumes and image (make clean calls it)
+	@echo "$(COMPOSE) --profile demo down --volumes --remove-orphans"; \
+	  $(COMPOSE) --profile demo down --volumes --remove-orphans 2>&1 | $(QUIET_ABSENT)
+	-@ids=$$($(PROJECT_CONTAINERS)); if [ -n "$$ids" ]; then $(PODMAN) rm -f $$ids >/dev/null; fi
+	-$(PODMAN) image rm --force --ignore $(EVENTAPI_IMAGE)
+	-$(PODMAN) image prune --force --filter label=org.opencontainers.image.title=eventapi
+
+container-check: ## build the image, run the demo stack, check balancing, failover, persistence, down
+	bash deploy/container-check
 
 # The venv is made when its interpreter is missing: on first use, or when a Python upgrade left
 # .venv/bin/python dangling. That also removes the stamps below, which make has already looked

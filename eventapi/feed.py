@@ -20,6 +20,9 @@ __all__ = ["FeedParser", "ParsedFeed", "SkippedPlan", "parse"]
 _ROOTS = frozenset({"planList", "eventList"})
 # The feed is three levels deep; anything far deeper is hostile or broken, not a feed.
 _MAX_DEPTH = 16
+# No element of a feed is anywhere near this long. Expat before 2.6 rescans an unfinished token
+# on every chunk (CVE-2023-52425): a token of many megabytes costs time quadratic in its size.
+_MAX_BYTES_WITHOUT_AN_ELEMENT = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -39,6 +42,8 @@ class FeedParser:
         self._max_bytes = max_bytes
         self._result = ParsedFeed()
         self._depth = 0
+        self._elements = 0  # start and end tags seen, to notice megabytes that hold none
+        self._bytes_since_element = 0
         self._root_seen = False
         self._base: dict[str, str] | None = None
         self._base_id_attr = ""
@@ -64,7 +69,14 @@ class FeedParser:
         self._result.size += len(chunk)
         if self._result.size > self._max_bytes:
             raise FeedRefused(f"feed larger than the cap of {self._max_bytes} bytes")
+        elements_before = self._elements
         self._parse(chunk, final=False)
+        if self._elements != elements_before:
+            self._bytes_since_element = 0
+            return
+        self._bytes_since_element += len(chunk)
+        if self._bytes_since_element > _MAX_BYTES_WITHOUT_AN_ELEMENT:
+            raise FeedRefused(f"feed holds a single token of more than {_MAX_BYTES_WITHOUT_AN_ELEMENT} bytes")
 
     def close(self) -> ParsedFeed:
         """Finish the document; a truncated or empty one raises FeedError."""
@@ -90,6 +102,7 @@ class FeedParser:
         raise FeedRefused("feed declares or references an entity; refused")
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
+        self._elements += 1
         self._depth += 1
         if self._depth > _MAX_DEPTH:
             raise FeedRefused(f"feed nests elements deeper than {_MAX_DEPTH} levels")
@@ -107,6 +120,7 @@ class FeedParser:
             self._base, self._base_id_attr = attrs, BASE_ID_ATTRIBUTES[name]
 
     def _end(self, name: str) -> None:
+        self._elements += 1
         self._depth -= 1
         if name in PLAN_ATTRIBUTES and self._plan is not None and self._base is not None:
             self._finish_plan(self._base, self._plan)

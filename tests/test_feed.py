@@ -235,3 +235,27 @@ def test_times_with_an_offset_are_read_in_the_provider_zone() -> None:
         plan_xml(base_plan(plan(zone(), start="2021-06-30T19:00:00Z", end="2021-06-30T20:00:00Z"))), MADRID
     ).events
     assert event.start == datetime(2021, 6, 30, 21)
+
+
+def test_a_single_token_of_megabytes_is_refused_as_it_streams() -> None:
+    """A 2 MB attribute is refused after its first mebibyte, before expat's rescans get costly."""
+    parser = FeedParser(MADRID)
+    parser.feed(b'<planList><output><base_plan base_plan_id="1" title="')
+
+    def stream_two_megabytes() -> None:
+        for _ in range(128):
+            parser.feed(b"x" * 16384)
+
+    with pytest.raises(FeedRefused, match="single token"):
+        stream_two_megabytes()
+
+
+def test_large_feeds_of_ordinary_elements_stream_through() -> None:
+    """The token bound never trips on a real feed, whatever the chunk size."""
+    from eventapi.simfeed import generate_feed
+
+    document = generate_feed(300, 50, seed=3)
+    parser = FeedParser(MADRID)
+    for offset in range(0, len(document), 2 * 1024 * 1024):
+        parser.feed(document[offset : offset + 2 * 1024 * 1024])
+    assert len(parser.close().events) == len(parse(document, MADRID).events) > 300
