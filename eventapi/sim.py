@@ -260,11 +260,17 @@ def _feed_url(sock: socket.socket) -> URL:
 
 
 class SimServer:
-    """Runs a Simulator on a free 127.0.0.1 port in a background thread, for tests and demo scripts."""
+    """Runs a Simulator on 127.0.0.1 in a background thread, for tests and demo scripts.
 
-    def __init__(self, feeds: Sequence[bytes] | None = None, startup_seconds: float = 10.0) -> None:
+    `port` 0 picks a free port; a given one lets a test bring a provider back where it was.
+    """
+
+    def __init__(
+        self, feeds: Sequence[bytes] | None = None, startup_seconds: float = 10.0, port: int = 0
+    ) -> None:
         self.simulator = Simulator(load_sample_feeds() if feeds is None else feeds)
         self._startup_seconds = startup_seconds
+        self._port = port
         self._sock: socket.socket | None = None
         self._url: str | None = None
         self._thread: threading.Thread | None = None
@@ -303,7 +309,7 @@ class SimServer:
 
     def __enter__(self) -> SimServer:
         # Bound here, before the thread starts, so the port is known and never guessed.
-        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock = socket.create_server(("127.0.0.1", self._port))
         self._url = str(_feed_url(self._sock))
         self._thread = threading.Thread(target=self._run, name="eventapi-sim", daemon=True)
         self._thread.start()

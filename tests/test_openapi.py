@@ -7,6 +7,7 @@ checks the real service's answers against it: statuses, content types, headers a
 from __future__ import annotations
 
 import copy
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -45,7 +46,8 @@ CONFORMANCE = [
 ]
 CHECKS = [not_a_server_error, *CONFORMANCE]
 # Bounded and derandomized, so a run is quick and the same every time (~200 requests in all).
-SEARCH_EXAMPLES = 50
+# Bounded for every test run; a larger run: SCHEMATHESIS_EXAMPLES=1000 pytest tests/test_openapi.py
+SEARCH_EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "50"))
 OPERATIONAL_EXAMPLES = 5
 
 

@@ -95,10 +95,10 @@ def test_valid_but_empty_feed_deletes_nothing(service: ServiceProcess, sim: SimS
         sim.clear_fault()
 
 
-def test_provider_down_from_the_start_still_serves_history(
+def test_provider_down_from_the_start_still_serves_history_and_recovers(
     sim: SimServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    """Connection refused on every refresh: the stored events answer, the error shows in /status."""
+    """Connection refused: the stored events answer, the error shows; the provider back, its feed is taken."""
     prefix = key_prefix()
     store = {"EVENTAPI_REDIS_URL": redis_server.url, "EVENTAPI_REDIS_PREFIX": prefix}
     seeded = run_command(["refresh"], {"EVENTAPI_PROVIDER_URL": sim.url, **store})
@@ -112,3 +112,8 @@ def test_provider_down_from_the_start_still_serves_history(
         seconds, body = timed_search(service)
         assert seconds < SEARCH_LATENCY_BOUND and len(body["data"]["events"]) == 3  # type: ignore[index]
         assert service.get("/readyz")[0] == 200
+        port = int(dead_url.split(":")[2].split("/")[0])
+        with SimServer(port=port):  # the provider is back where it was
+            service.wait_until(
+                lambda: service.get("/status")[1]["refresh"]["last_error"] is None, "recovered"
+            )
