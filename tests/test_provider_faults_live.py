@@ -96,12 +96,13 @@ def test_valid_but_empty_feed_deletes_nothing(service: ServiceProcess, sim: SimS
 
 
 def test_provider_down_from_the_start_still_serves_history_and_recovers(
-    sim: SimServer, redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Connection refused: the stored events answer, the error shows; the provider back, its feed is taken."""
     prefix = key_prefix()
     store = {"EVENTAPI_REDIS_URL": redis_server.url, "EVENTAPI_REDIS_PREFIX": prefix}
-    seeded = run_command(["refresh"], {"EVENTAPI_PROVIDER_URL": sim.url, **store})
+    with SimServer() as seed:  # its own, at the start of the sample cycle: the shared one has moved on
+        seeded = run_command(["refresh"], {"EVENTAPI_PROVIDER_URL": seed.url, **store})
     assert seeded.returncode == 0, seeded.stderr
     with SimServer() as gone:
         dead_url = gone.url  # nothing listens there any more
