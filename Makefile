@@ -67,7 +67,7 @@ load: $(VENV)/.installed-load ## locust against Redis, the simulator and 2 worke
 
 soak: $(VENV)/.installed-test ## 10 min of searches, a refresh a second, random provider faults: errors, RSS, fds (SOAK_ARGS=...)
 	bash .ci/ensure-redis-server
-	$(VENV_PY) loadtest/soak.py $(SOAK_ARGS)
+	$(VENV_PY) -m loadtest.soak $(SOAK_ARGS)
 
 clean: ## remove .venv, caches and build output
 	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks

@@ -28,26 +28,29 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtest.stack import (
+    Processes,
+    StackError,
+    seed_store,
+    start_redis,
+    start_service,
+    start_simulator,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "eventapi" / "samples"
 SAMPLE_FEEDS = ("response_1.xml", "response_2.xml", "response_3_planlist.xml")
-HOST = "127.0.0.1"
 MIB = 1024 * 1024
-READY_SECONDS = 120.0
 # Ranges over the sample answers (2021), the generated feed (2027), both, and none.
 FIXED_RANGES = (
     "starts_at=2021-01-01&ends_at=2022-12-31",
@@ -94,71 +97,7 @@ class Options:
     log_dir: Path | None
 
 
-# --- processes --------------------------------------------------------------------------------
-
-
-class Processes:
-    """Every process the soak starts, each in its own session (Granian's workers go with it)."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, command: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        with self.log_path(name).open("wb") as log:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,
-            )  # fmt: skip
-        self.running[name] = process
-        return process
-
-    def log_path(self, name: str) -> Path:
-        return self.log_dir / f"{name}.log"
-
-    def stop_all(self) -> None:
-        """SIGTERM each group, newest first; SIGKILL what is left after 15 s."""
-        for name in reversed(list(self.running)):
-            process = self.running.pop(name)
-            _signal_group(process, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-            _signal_group(process, signal.SIGKILL)  # stragglers of the group
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without the caller's EVENTAPI_* variables, plus `extra`."""
-    return {name: value for name, value in os.environ.items() if not name.startswith("EVENTAPI_")} | extra
-
-
-def tail(log: Path, lines: int = 20) -> str:
-    text = log.read_text(errors="replace").splitlines() if log.exists() else []
-    return "\n".join(f"  | {line}" for line in text[-lines:]) + f"\n  (log: {log})"
-
-
-def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while not ready():
-        if process.poll() is not None:
-            raise SoakError(f"{what} exited ({process.returncode}) before it was ready:\n{tail(log)}")
-        if time.monotonic() > deadline:
-            raise SoakError(f"{what} not ready after {READY_SECONDS:.0f} s:\n{tail(log)}")
-        time.sleep(0.1)
+# --- talking to the stack ----------------------------------------------------------------------
 
 
 def request(method: str, url: str, payload: object = None, timeout: float = 10) -> tuple[int, bytes]:
@@ -174,79 +113,6 @@ def request(method: str, url: str, payload: object = None, timeout: float = 10) 
         return response.status, response.read()
     finally:
         connection.close()
-
-
-def answers_200(url: str) -> Callable[[], bool]:
-    def ready() -> bool:
-        try:
-            return request("GET", url)[0] == 200
-        except OSError:
-            return False
-
-    return ready
-
-
-def start_redis(processes: Processes) -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SoakError("redis-server is not on PATH: run bash .ci/ensure-redis-server (or make soak)")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    process = processes.start("redis", [*command, "--dir", str(processes.log_dir)], os.environ)
-
-    def ready() -> bool:
-        try:
-            with socket.create_connection((HOST, port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    wait_until(ready, "redis-server", process, processes.log_path("redis"))
-    return f"redis://{HOST}:{port}/0"
-
-
-def start_simulator(processes: Processes, options: Options) -> str:
-    """`eventapi sim` serving the samples, then the generated feed, in turn; returns its feed URL."""
-    feeds = [arg for name in SAMPLE_FEEDS for arg in ("--feed", str(SAMPLES / name))]
-    generate = ["--generate-plans", str(options.plans), "--generate-zones", str(options.zones)]
-    command = [sys.executable, "-m", "eventapi", "sim", "--port", "0", *feeds, *generate]
-    process = processes.start("sim", [*command, "--seed", str(options.seed)], clean_env())
-    log = processes.log_path("sim")
-
-    def feed_url() -> str | None:
-        lines = log.read_text(errors="replace").splitlines()
-        return next((line.strip() for line in lines if line.startswith("http://")), None)
-
-    wait_until(lambda: feed_url() is not None, "provider simulator", process, log)
-    return str(feed_url())
-
-
-def seed_store(redis_url: str, feed_url: str) -> None:
-    env = clean_env(EVENTAPI_REDIS_URL=redis_url, EVENTAPI_PROVIDER_URL=feed_url)
-    command = [sys.executable, "-m", "eventapi", "refresh"]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise SoakError(f"eventapi refresh exited {done.returncode}:\n{done.stdout}{done.stderr}")
-
-
-def start_service(
-    processes: Processes, redis_url: str, feed_url: str, workers: int
-) -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    env = clean_env(
-        EVENTAPI_REDIS_URL=redis_url,
-        EVENTAPI_PROVIDER_URL=feed_url,
-        EVENTAPI_HOST=HOST,
-        EVENTAPI_PORT=str(port),
-        EVENTAPI_WORKERS=str(workers),
-        EVENTAPI_REFRESH_INTERVAL="1",
-    )
-    process = processes.start("service", [sys.executable, "-m", "eventapi", "serve"], env)
-    base_url = f"http://{HOST}:{port}"
-    probe = base_url + "/search?" + FIXED_RANGES[0]
-    wait_until(answers_200(probe), "eventapi serve", process, processes.log_path("service"))
-    return base_url, process
 
 
 # --- the workers' memory and descriptors ----------------------------------------------------------
@@ -480,13 +346,15 @@ def judge(
 
 def soak(options: Options, log_dir: Path) -> int:
     with contextlib.ExitStack() as stack:
-        processes = Processes(log_dir)
-        stack.callback(processes.stop_all)
+        processes = stack.enter_context(Processes(log_dir))
         redis_url = start_redis(processes)
-        feed_url = start_simulator(processes, options)
+        samples = [SAMPLES / name for name in SAMPLE_FEEDS]
+        feed_url = start_simulator(processes, options.plans, options.zones, options.seed, samples)
         sim_base = feed_url.split("/api/", 1)[0]
         seed_store(redis_url, feed_url)
-        base_url, service = start_service(processes, redis_url, feed_url, options.workers)
+        settings = {"EVENTAPI_WORKERS": str(options.workers), "EVENTAPI_REFRESH_INTERVAL": "1"}
+        base_url = start_service(processes, redis_url, feed_url, settings, "/search?" + FIXED_RANGES[0])
+        service = processes.running["service"]
         workers = children(service.pid)
         if len(workers) != options.workers:
             raise SoakError(f"expected {options.workers} workers under {service.pid}, found {workers}")
@@ -595,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
         return soak(options, log_dir)
-    except SoakError as exc:
+    except (SoakError, StackError) as exc:
         print(f"soak: could not run: {exc}", file=sys.stderr)
         return 2
 

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -144,10 +144,14 @@ def start_redis(processes: Processes) -> str:
     return f"redis://{HOST}:{port}/0"
 
 
-def start_simulator(processes: Processes, plans: int, zones: int) -> str:
-    """The provider simulator on a port it picks; it prints its feed URL as one line."""
-    options = f"--port 0 --generate-plans {plans} --generate-zones {zones} --seed 1"
-    process = processes.start("sim", [PYTHON, "-m", "eventapi", "sim", *options.split()], clean_env())
+def start_simulator(
+    processes: Processes, plans: int, zones: int, seed: int = 1, feeds: Sequence[Path] = ()
+) -> str:
+    """The provider simulator on a port it picks (`feeds` first, then the generated one, in turn)."""
+    feed_args = [arg for feed in feeds for arg in ("--feed", str(feed))]
+    options = f"--port 0 --generate-plans {plans} --generate-zones {zones} --seed {seed}"
+    command = [PYTHON, "-m", "eventapi", "sim", *feed_args, *options.split()]
+    process = processes.start("sim", command, clean_env())
     log = processes.log_path("sim")
 
     def feed_url() -> str | None:
@@ -168,7 +172,13 @@ def seed_store(redis_url: str, feed_url: str) -> str:
     return done.stdout.strip()
 
 
-def start_service(processes: Processes, redis_url: str, feed_url: str, settings: Mapping[str, str]) -> str:
+def start_service(
+    processes: Processes,
+    redis_url: str,
+    feed_url: str,
+    settings: Mapping[str, str],
+    probe_path: str = PROBE_PATH,
+) -> str:
     """`eventapi serve` with `settings` (EVENTAPI_* names) on a free port; ready when a search answers."""
     port = free_port()
     env = clean_env(
@@ -180,5 +190,5 @@ def start_service(processes: Processes, redis_url: str, feed_url: str, settings:
     )
     process = processes.start("service", [PYTHON, "-m", "eventapi", "serve"], env)
     base_url = f"http://{HOST}:{port}"
-    wait_until(answers_200(base_url + PROBE_PATH), "eventapi serve", process, processes.log_path("service"))
+    wait_until(answers_200(base_url + probe_path), "eventapi serve", process, processes.log_path("service"))
     return base_url
