@@ -10,6 +10,9 @@ import pytest
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so helpers import by name.
 from redis_server import RedisServer, RedisServerMissing, key_prefix
 
+from eventapi.sim import SimServer
+from eventapi.store import MemoryStore, RedisStore, Store
+
 # --- Redis ----------------------------------------------------------------------------------
 # A real redis-server, never a fake: a machine without one fails the run with the install
 # command instead of skipping the tests that need it.
@@ -75,3 +78,21 @@ def sample_feed(samples_dir: Path) -> Callable[[str], bytes]:
         return (samples_dir / name).read_bytes()
 
     return read
+
+
+# --- The provider simulator and the stores ----------------------------------------------------
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    """The provider simulator serving the sample answers in turn, on a port of its own."""
+    with SimServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """Each test runs once on the embedded store and once on Redis (its own key prefix); not opened."""
+    if request.param == "memory":
+        return MemoryStore()
+    return RedisStore(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))

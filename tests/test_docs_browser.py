@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,12 +113,6 @@ async def test_only_allow_listed_files_are_served(path: str) -> None:
 
 
 # --- The page in a real browser against the real service -------------------------------------
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
 
 
 def titles(service: ServiceProcess) -> set[str]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 from service_process import ServiceProcess
 
@@ -17,12 +15,6 @@ from eventapi.store import RedisStore
 from eventapi.store.model import StoredEvent, rebuild_days
 
 SEARCH = "/search?starts_at=2021-01-01&ends_at=2022-12-31"
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
 
 
 def fleet_settings(sim: SimServer, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:

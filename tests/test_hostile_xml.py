@@ -32,7 +32,7 @@ from eventapi.refresher import Outcome
 from eventapi.service import Service, build_service
 from eventapi.sim import Fault, SimServer
 from eventapi.simfeed import load_sample_feeds
-from eventapi.store import MemoryStore, RedisStore, Store
+from eventapi.store import Store
 
 MIB = 1024 * 1024
 DEFAULT_CAP = Settings().feed_max_bytes  # 256 MiB
@@ -122,19 +122,6 @@ DOCUMENT_CASES: dict[str, tuple[Callable[[str], bytes], str]] = {
 
 
 # --- the service, in process ------------------------------------------------------------------
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Store:
-    if request.param == "memory":
-        return MemoryStore()
-    return RedisStore(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
 
 
 @pytest.fixture

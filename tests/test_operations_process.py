@@ -10,10 +10,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 from service_process import ServiceProcess
 
@@ -21,12 +19,6 @@ from eventapi.sim import Fault, SimServer
 from eventapi.store import RedisStore
 
 SEARCH = "/search?starts_at=2021-01-01&ends_at=2022-12-31"
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
 
 
 def raw_get(url: str) -> tuple[int, bytes]:

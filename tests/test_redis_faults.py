@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,12 +16,6 @@ from eventapi.sim import SimServer
 
 CACHED = "/search?starts_at=2021-01-01&ends_at=2022-12-31"
 FRESH = "/search?starts_at=2021-06-01&ends_at=2021-12-31"
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
 
 
 def fetch(service: ServiceProcess, path: str) -> tuple[int, dict[str, str], float]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,12 +12,6 @@ from eventapi.errors import FeedError
 from eventapi.refresh_job import ChildProcessJob
 from eventapi.sim import Fault, SimServer
 from eventapi.store import RedisStore
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
 
 
 @pytest.fixture

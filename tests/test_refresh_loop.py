@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -15,7 +15,7 @@ from eventapi.refresh_job import InProcessJob
 from eventapi.refresher import Outcome, Refresher
 from eventapi.service import Service, build_service
 from eventapi.sim import Fault, SimServer
-from eventapi.store import MemoryStore, RedisStore, Store
+from eventapi.store import RedisStore, Store
 
 SAMPLE_RANGE = b"starts_at=2021-02-01&ends_at=2022-07-03"
 
@@ -28,19 +28,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Store:
-    if request.param == "memory":
-        return MemoryStore()
-    return RedisStore(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
 
 
 def make_service(sim: SimServer, store: Store, timeout: float = 1.0) -> Service:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ LATEST = {  # title: (end_time, min_price, max_price) after the third sample ans
     "Pantomima Full": ("21:30:00", 55.0, 55.0),
     "Los Morancos": ("21:00:00", 65.0, 65.0),
 }
-
-
-@pytest.fixture
-def sim(sample_feed: object) -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
 
 
 def latest_values(service: ServiceProcess) -> dict[str, tuple[object, ...]]:

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -36,12 +36,6 @@ class Fetched:
     content_type: str
     headers: dict[str, str]
     body: bytes
-
-
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer() as server:
-        yield server
 
 
 async def fetch(url: str) -> Fetched:

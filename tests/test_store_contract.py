@@ -12,7 +12,7 @@ import pytest
 from eventapi.events import Event, event_id
 from eventapi.query import TimeRange
 from eventapi.search import assemble
-from eventapi.store import MemoryStore, RedisStore, Store
+from eventapi.store import Store
 from eventapi.store.model import day_of
 
 JULY_1 = datetime(2021, 7, 1, 20)
@@ -26,15 +26,12 @@ def event(
     )
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        made: Store = MemoryStore()
-    else:
-        made = RedisStore(request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix"))
-    await made.open()
-    yield made
-    await made.close()
+@pytest.fixture
+async def store(store: Store) -> AsyncIterator[Store]:
+    """The shared memory/Redis store fixture, opened for the contract's calls."""
+    await store.open()
+    yield store
+    await store.close()
 
 
 async def served(
