@@ -69,14 +69,10 @@ MAX_P99_RATIO = 2.0
 MAX_RSS_GROWTH_VS_FEED = 5.0
 FOREIGN_LOAD_WARNING = 0.2  # cores used by processes this benchmark did not start
 
-_LOG_TIME = r"(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
-REFRESH_LINE = re.compile(
-    _LOG_TIME + r" \w+ (?P<pid>\d+) [\w.]+: refresh (?P<outcome>refreshed|unchanged|failed)\b(?P<rest>.*)$",
-    re.MULTILINE,
-)
-# The duration is the first ", N.NNNs" of the line; fields may follow it.
+# The service logs JSON lines; the refresher's summaries are events "refresh <outcome>: ...".
+REFRESH_EVENT = re.compile(r"^refresh (?P<outcome>refreshed|unchanged|failed)\b")
+# The duration is the first ", N.NNNs" of the event; fields may follow it.
 DURATION = re.compile(r", (?P<seconds>\d+(?:\.\d+)?)s\b")
-WORKER_READY = re.compile(r" (?P<pid>\d+) [\w.]+: worker ready")
 # Logged by services that refresh in a child process; its exit is too quick for 50 ms sampling.
 LOGGED_PEAK = re.compile(r"peak RSS of the refreshing process (?P<mib>\d+(?:\.\d+)?) MiB")
 FEED_URL_LINE = re.compile(r"^(?P<url>https?://\S+)$", re.MULTILINE)
@@ -353,7 +349,9 @@ def http_get_json(url: str) -> tuple[int, Any]:
 def worker_pid(service: subprocess.Popen[bytes], log_path: Path) -> int:
     """The Granian worker's pid, from its "worker ready" log line, checked to be the server's child."""
     found = wait_for(
-        lambda: WORKER_READY.search(log_path.read_text(errors="replace")),
+        lambda: next(
+            (entry for entry in log_entries(log_path) if entry["event"].startswith("worker ready")), None
+        ),
         "the worker logs ready",
         60,
         service,
@@ -375,14 +373,27 @@ def searches_answer(base_url: str) -> bool | None:
 # The service's log and the worker's memory
 
 
+def log_entries(log_path: Path) -> list[dict[str, Any]]:
+    """The service's JSON log records so far (Granian's own plain lines are skipped)."""
+    entries = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):  # a line still being written
+                entries.append(json.loads(line))
+    return entries
+
+
 def refresh_lines(log_path: Path) -> list[RefreshLine]:
     """Every refresh summary the service logged so far, in order."""
     lines = []
-    for found in REFRESH_LINE.finditer(log_path.read_text(errors="replace")):
-        at = datetime.strptime(found["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        duration = DURATION.search(found["rest"])
+    for entry in log_entries(log_path):
+        found = REFRESH_EVENT.match(entry.get("event", ""))
+        if found is None:
+            continue
+        duration = DURATION.search(entry["event"])
         seconds = None if duration is None else float(duration["seconds"])
-        lines.append(RefreshLine(at, int(found["pid"]), found["outcome"], seconds, found.group(0)))
+        at = datetime.fromisoformat(entry["time"]).timestamp()
+        lines.append(RefreshLine(at, int(entry["pid"]), found["outcome"], seconds, entry["event"]))
     return lines
 
 
