@@ -15,12 +15,11 @@ from pathlib import Path
 from .config import Settings
 from .errors import SettingsError
 from .logs import configure_logging
-from .refresh_job import InProcessJob, run_job_and_print
+from .refresh_job import serve_jobs
 from .refresher import Outcome
 from .service import build_service
 
 APP_FACTORY = "eventapi.service:create_app"
-REFRESH_JOB_NICENESS = 10
 
 
 def serve(settings: Settings) -> int:
@@ -64,22 +63,14 @@ def _metrics_directory() -> Iterator[None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def refresh(settings: Settings, *, job_only: bool = False) -> int:
-    """One fetch-and-store cycle, for cron and operators; non-zero exit when it failed.
-
-    With `job_only` (how a serving worker runs its refresh in a child process) the worker holds
-    the lock: do the work without gate or lock and print the report as one JSON line.
-    """
+def refresh(settings: Settings) -> int:
+    """One fetch-and-store cycle, for cron and operators; non-zero exit when it failed."""
 
     async def once() -> int:
         service = build_service(settings, background_tasks=False)
         await service.store.open()
         await service.feed.open()
         try:
-            if job_only:
-                # Background work: let the serving workers have the CPU first.
-                os.nice(REFRESH_JOB_NICENESS)
-                return await run_job_and_print(InProcessJob(service.feed, service.store))
             outcome = await service.refresher.refresh_once(force=True)
             print(f"refresh: {outcome.value}")
             return 0 if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED) else 1
@@ -110,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="eventapi", description=__doc__)
     parser.add_argument("command", choices=["serve", "refresh", "sim", "demo"])
-    parser.add_argument("--job", action="store_true", help=argparse.SUPPRESS)  # refresh in a worker's child
+    # A serving worker's refresh job server (eventapi/refresh_job.py), not for operators.
+    parser.add_argument("--job-server", action="store_true", help=argparse.SUPPRESS)
     if args[:1] == ["sim"]:
         from .sim import main as sim_main
 
@@ -123,6 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     if arguments.command == "refresh":
-        return refresh(settings, job_only=arguments.job)
+        return serve_jobs(settings) if arguments.job_server else refresh(settings)
     runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "demo": demo}
     return runners[arguments.command](settings)

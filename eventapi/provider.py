@@ -11,6 +11,7 @@ from typing import Protocol
 
 import aiohttp
 
+from .config import Settings
 from .errors import FeedError, FeedRefused
 from .feed import FeedParser, ParsedFeed
 
@@ -119,3 +120,14 @@ class ProviderFeed:
                 return parser.close()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(f"{exc.__class__.__name__}: {exc}".rstrip(": ")) from None
+
+
+def provider_feed(settings: Settings, retry: RetryPolicy) -> ProviderFeed:
+    """The real provider client the settings describe."""
+    return ProviderFeed(
+        settings.provider_url,
+        settings.zone,
+        timeout=settings.provider_timeout,
+        max_bytes=settings.feed_max_bytes,
+        retry=retry,
+    )

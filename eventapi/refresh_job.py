@@ -1,18 +1,21 @@
-"""One refresh's work (fetch, parse, merge), in this process or in a child process.
+"""One refresh's work (fetch, parse, merge), in this process or in a long-lived child process.
 
 The work is seconds of CPU for a large feed. In a serving worker it competes with searches for
 the GIL: Granian's threads wait up to the 5 ms switch interval for each hand-over, so even a
-cooperatively sliced parse multiplied search latency (bench/refresh_stall.py: p99 x23). In a
+cooperatively sliced parse multiplied search latency (bench/refresh_stall.py: p99 x14). In a
 child process the worker's loop only waits on a pipe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
+import signal
 import subprocess
 import sys
+import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -22,11 +25,12 @@ import orjson
 from .config import Settings
 from .errors import EventApiError, FeedError
 from .feed import SkippedPlan
-from .provider import Feed
-from .store.base import Store
+from .provider import Feed, RetryPolicy, provider_feed
+from .store import Store, store_for
 
 # A hostile feed can hold any number of bad plans: the report names the first ones, counts all.
 _MAX_REPORTED_SKIPS = 1_000
+REFRESH_JOB_NICENESS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,12 @@ class RefreshReport:
 
 
 class RefreshJob(Protocol):
+    async def start(self) -> None:
+        """Get ready for refreshes (with the worker)."""
+
+    async def close(self) -> None:
+        """Release what start() took (with the worker)."""
+
     async def __call__(self) -> RefreshReport:
         """Fetch, parse and merge once; EventApiError when it failed (nothing stored changed)."""
 
@@ -63,6 +73,12 @@ class InProcessJob:
     def __init__(self, feed: Feed, store: Store) -> None:
         self._feed = feed
         self._store = store
+
+    async def start(self) -> None:
+        """Nothing to prepare: the feed and the store are opened with the worker."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     async def __call__(self) -> RefreshReport:
         parsed = await self._feed.fetch()
@@ -80,47 +96,166 @@ class InProcessJob:
 
 
 class ChildProcessJob:
-    """The refresh's work in `python -m eventapi refresh --job`, with this worker's settings."""
+    """The refresh's work in this worker's job server, a child process (`eventapi refresh --job-server`).
+
+    The server starts with the worker, imports what a refresh needs once, and then runs every
+    refresh it is asked for. So nothing is started, imported or copied while the worker serves
+    a refresh, and the worker waits for the answer on its own event loop: a helper thread
+    blocked on the pipe had to take the GIL from the loop as it started and again as it woke,
+    stalling searches for milliseconds at both ends of every refresh (bench/refresh_stall.py).
+    """
 
     def __init__(self, settings: Settings, timeout: float) -> None:
         # Without the workers' metrics directory: the child's own (empty) metrics must not mix in.
         inherited = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
         self._environ = {**inherited, **settings.to_environ()}
         self._timeout = timeout
+        self._server: _JobServer | None = None
+
+    @property
+    def server_pid(self) -> int | None:
+        """The job server's process id while one runs."""
+        return None if self._server is None else self._server.process.pid
+
+    async def start(self) -> None:
+        """Start the job server now, so that the first refresh does not wait for its imports."""
+        self._running_server()
+
+    async def close(self) -> None:
+        """Stop the job server and any refresh it runs."""
+        if self._server is not None:
+            self._server.kill()
+            self._server = None
 
     async def __call__(self) -> RefreshReport:
-        # subprocess.Popen forks with vfork: uvloop's own spawn is a full fork(), which stops this
-        # worker while the page tables of its whole heap are copied.
-        child = subprocess.Popen(  # noqa: ASYNC220 (vfork, on purpose: see above)
-            [sys.executable, "-m", "eventapi", "refresh", "--job"],
-            env=self._environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        )  # fmt: skip
+        server = self._running_server()
         try:
             async with asyncio.timeout(self._timeout):
-                # A thread blocked on the pipe holds no GIL; the loop stays free for searches.
-                output, _ = await asyncio.to_thread(child.communicate)
+                answer = await server.ask()
         except BaseException:
-            # Cancelled (shutdown) or out of time: the child dies before or after its single
+            # Cancelled (shutdown) or out of time: the refresh dies before or after its single
             # MULTI/EXEC, never in the middle of one, so nothing half-written can remain.
-            child.kill()
-            child.wait()
+            await self.close()
             raise
-        last_line = output.strip().rsplit(b"\n", 1)[-1]
-        if child.returncode == 0:
-            return RefreshReport.from_json(last_line)
+        if not answer:
+            await self.close()
+            raise FeedError("the refresh job server exited before answering")
+        fields = orjson.loads(answer)
+        if "error" in fields:
+            raise FeedError(str(fields["error"]))
+        return RefreshReport.from_json(answer)
+
+    def _running_server(self) -> _JobServer:
+        if self._server is None or self._server.process.poll() is not None:
+            if self._server is not None:
+                self._server.kill()
+            self._server = _JobServer(self._environ)
+        return self._server
+
+
+class _JobServer:
+    """A running `eventapi refresh --job-server`: one request line in, one answer line out."""
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        commands_in, self._commands = os.pipe()
+        self._answers, answers_out = os.pipe()
         try:
-            message = str(orjson.loads(last_line)["error"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            message = f"refresh process exited with code {child.returncode}"
-        raise FeedError(message)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "eventapi", "refresh", "--job-server"],
+                env=environ, stdin=commands_in, stdout=answers_out,
+                process_group=0,  # a Ctrl-C meant for the server stops the worker, which stops this
+            )  # fmt: skip
+        except BaseException:
+            os.close(self._commands)
+            os.close(self._answers)
+            raise
+        finally:
+            os.close(commands_in)
+            os.close(answers_out)
+        os.set_blocking(self._answers, False)
+        self._received = bytearray()
+
+    async def ask(self) -> bytes:
+        """Ask for one refresh and wait for its answer line; b"" when the server is gone."""
+        try:
+            os.write(self._commands, b"refresh\n")  # a few bytes into an empty pipe: never blocks
+        except BrokenPipeError:
+            return b""
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[bytes] = loop.create_future()
+        loop.add_reader(self._answers, self._receive, answered)
+        try:
+            return await answered
+        finally:
+            loop.remove_reader(self._answers)
+
+    def _receive(self, answered: asyncio.Future[bytes]) -> None:
+        try:
+            chunk = os.read(self._answers, 1 << 16)
+        except BlockingIOError:
+            return
+        if answered.done():
+            return
+        if not chunk:
+            answered.set_result(b"")
+            return
+        self._received += chunk
+        end = self._received.find(b"\n")
+        if end >= 0:
+            answered.set_result(bytes(self._received[:end]))
+            del self._received[: end + 1]
+
+    def kill(self) -> None:
+        """Kill the server and the refresh it runs, if any; close the pipes."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        os.close(self._commands)
+        os.close(self._answers)
 
 
-async def run_job_and_print(job: RefreshJob) -> int:
-    """The child's side: run the job, print its report (or its error) as one JSON line."""
+def serve_jobs(settings: Settings) -> int:
+    """The job server's side: one refresh per line read, one JSON line back for each.
+
+    The refreshes run here, one after the other, in a process that lives as long as its worker:
+    its memory stays its own between refreshes. A process forked or started per refresh began
+    each one by copying or faulting in some 40 MB (its share of the heap, or its imports) within
+    a few milliseconds, and on a virtual machine whose host takes back freed memory that burst
+    slowed the serving worker on the other core, whatever this process's priority.
+    Stray output of any library goes to stderr, never into the answers.
+    """
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    os.nice(REFRESH_JOB_NICENESS)  # background work: the serving workers have the CPU first
+    while sys.stdin.buffer.readline():
+        _reset_peak_rss()
+        try:
+            answer = asyncio.run(_refresh_once(settings))
+        except Exception as exc:  # a bug, not a bad feed: say so and stay up for the next refresh
+            traceback.print_exc()
+            answer = orjson.dumps({"error": f"refresh job crashed: {exc.__class__.__name__}: {exc}"})
+        answers.write(answer + b"\n")
+        answers.flush()
+    return 0  # the worker closed the pipe: it is gone
+
+
+def _reset_peak_rss() -> None:
+    """Make the kernel's peak RSS of this process (what getrusage reports) start again from now."""
+    # Not on every kernel or sandbox; the report then gives the peak since the server started.
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+async def _refresh_once(settings: Settings) -> bytes:
+    """One fetch, parse and merge, with a fresh store connection and HTTP session."""
+    store = store_for(settings)
+    feed = provider_feed(settings, RetryPolicy())
+    await store.open()
+    await feed.open()
     try:
-        report = await job()
+        return (await InProcessJob(feed, store)()).to_json()
     except EventApiError as exc:
-        sys.stdout.buffer.write(orjson.dumps({"error": str(exc)}) + b"\n")
-        return 1
-    sys.stdout.buffer.write(report.to_json() + b"\n")
-    return 0
+        return orjson.dumps({"error": str(exc)})
+    finally:
+        await feed.close()
+        await store.close()

@@ -21,7 +21,7 @@ from .logs import configure_logging
 from .metrics import Metrics
 from .openapi import OPENAPI_PATH, openapi_document
 from .operations import Operations
-from .provider import Feed, ProviderFeed, RetryPolicy
+from .provider import Feed, RetryPolicy, provider_feed
 from .query import TimeRange
 from .refresh_job import ChildProcessJob, InProcessJob, RefreshJob
 from .refresher import Refresher
@@ -45,17 +45,6 @@ class Service:
     watcher: GenerationWatcher
     search: SearchEndpoint
     metrics: Metrics
-
-
-def provider_feed(settings: Settings, retry: RetryPolicy) -> ProviderFeed:
-    """The real provider client the settings describe."""
-    return ProviderFeed(
-        settings.provider_url,
-        settings.zone,
-        timeout=settings.provider_timeout,
-        max_bytes=settings.feed_max_bytes,
-        retry=retry,
-    )
 
 
 def build_service(
@@ -98,6 +87,7 @@ def build_service(
         await feed.open()
         await watcher.poll_once()
         if background_tasks:
+            await job.start()
             watcher.start()
             refresher.start()
             publisher.start()
@@ -112,6 +102,7 @@ def build_service(
 
     async def shutdown() -> None:
         await refresher.stop()
+        await job.close()
         await watcher.stop()
         await publisher.stop()
         operations.publish()

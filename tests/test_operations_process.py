@@ -131,7 +131,7 @@ def test_sigterm_under_load_finishes_requests_and_abandons_the_refresh(
 
 
 def refresh_children(prefix: str) -> list[int]:
-    """Live `eventapi refresh --job` processes started for this test's key prefix."""
+    """Live refresh processes (the job server and what it forks) started for this test's key prefix."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():

@@ -1,10 +1,16 @@
-"""The refresh's work in a child process: report, failure, and cancellation without leftovers."""
+"""The refresh's work in the worker's job server, a child process: reports, failures, no leftovers."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
+import orjson
 import pytest
 
 from eventapi.config import Settings
@@ -13,10 +19,20 @@ from eventapi.refresh_job import ChildProcessJob
 from eventapi.sim import Fault, SimServer
 from eventapi.store import RedisStore
 
+T = TypeVar("T")
+WAIT_SECONDS = 10.0
+
 
 @pytest.fixture
 def settings(sim: SimServer, redis_url: str, redis_prefix: str) -> Settings:
     return Settings(provider_url=sim.url, redis_url=redis_url, redis_prefix=redis_prefix, provider_timeout=2)
+
+
+@pytest.fixture
+async def job(settings: Settings) -> AsyncIterator[ChildProcessJob]:
+    job = ChildProcessJob(settings, timeout=60)
+    yield job
+    await job.close()
 
 
 def test_settings_round_trip_through_the_environment() -> None:
@@ -25,63 +41,164 @@ def test_settings_round_trip_through_the_environment() -> None:
     assert Settings.from_env(settings.to_environ()) == settings
 
 
-async def test_child_merges_and_reports(settings: Settings) -> None:
-    report = await ChildProcessJob(settings, timeout=60)()
+async def test_child_merges_and_reports(job: ChildProcessJob, settings: Settings) -> None:
+    report = await job()
     assert (report.plans_seen, report.changed, report.served, report.generation) == (3, 3, 3, 1)
     assert report.peak_rss_kib > 0
-    store = RedisStore(settings.redis_url or "", settings.redis_prefix)
-    await store.open()
-    try:
-        assert await store.generation() == 1
-    finally:
-        await store.close()
+    assert await stored_generation(settings) == 1
 
 
-async def test_child_reports_skipped_plans_for_the_worker_to_log(settings: Settings, sim: SimServer) -> None:
-    await ChildProcessJob(settings, timeout=60)()
-    report = await ChildProcessJob(settings, timeout=60)()  # the second sample answer holds 444
+async def test_child_reports_skipped_plans_for_the_worker_to_log(job: ChildProcessJob) -> None:
+    await job()
+    report = await job()  # the second sample answer holds 444
     assert report.skipped_by_kind == {"bad_date": 1}
     assert [(s.base_plan_id, s.plan_id) for s in report.skipped] == [("444", "1642")]
 
 
-async def test_child_failure_is_a_feed_error_with_its_cause(settings: Settings, sim: SimServer) -> None:
+async def test_child_failure_is_a_feed_error_with_its_cause(job: ChildProcessJob, sim: SimServer) -> None:
     sim.set_fault(Fault("malformed"))
     with pytest.raises(FeedError, match="not well-formed"):
-        await ChildProcessJob(settings, timeout=60)()
+        await job()
 
 
-async def test_cancelled_refresh_kills_the_child_and_writes_nothing(
-    settings: Settings, sim: SimServer
+async def test_one_server_started_ahead_serves_every_refresh(job: ChildProcessJob) -> None:
+    """No process is started for a refresh: the server started with the worker runs them all."""
+    await job.start()
+    server = job.server_pid
+    assert server is not None and children_of(os.getpid()) == [server]
+    generations = [(await job()).generation for _ in range(3)]
+    assert generations == [1, 2, 3]
+    assert job.server_pid == server and children_of(os.getpid()) == [server]
+    assert children_of(server) == []
+
+
+def test_a_crashing_refresh_is_answered_and_the_server_takes_the_next() -> None:
+    """A bug in one refresh (not a bad feed) becomes that refresh's error line; the server stays up."""
+    script = (
+        "import sys\n"
+        "from eventapi import refresh_job\n"
+        "from eventapi.config import Settings\n"
+        "calls = []\n"
+        "async def crash_once(settings):\n"
+        "    calls.append(settings)\n"
+        "    if len(calls) == 1:\n"
+        "        raise RuntimeError('boom')\n"
+        '    return b\'{"error": "second"}\'\n'
+        "refresh_job._refresh_once = crash_once\n"
+        "sys.exit(refresh_job.serve_jobs(Settings()))\n"
+    )
+    server = subprocess.run(
+        [sys.executable, "-c", script],
+        input=b"refresh\nrefresh\n",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    answers = [orjson.loads(line) for line in server.stdout.splitlines()]
+    assert answers == [{"error": "refresh job crashed: RuntimeError: boom"}, {"error": "second"}]
+    assert b"RuntimeError: boom" in server.stderr and server.returncode == 0
+
+
+async def test_server_killed_mid_refresh_fails_that_refresh_and_the_next_one_starts_afresh(
+    job: ChildProcessJob, sim: SimServer, settings: Settings
 ) -> None:
-    """Shutdown mid-refresh: the child is gone and the store was never written."""
+    await job.start()
+    server = job.server_pid
+    assert server is not None
     sim.set_fault(Fault("latency", seconds=30))
-    children_before = set(child_pids())
-    task = asyncio.ensure_future(ChildProcessJob(settings, timeout=60)())
-    async with asyncio.timeout(10):
-        while sim.stats()["requests"] == 0:  # the child is running and waiting on the provider
-            await asyncio.sleep(0.02)
+    refresh = asyncio.ensure_future(job())
+    await wait_for(lambda: sim.stats()["requests"] > 0, "the refresh waits on the provider")
+    os.kill(server, signal.SIGKILL)
+    with pytest.raises(FeedError, match="exited before answering"):
+        await refresh
+    assert job.server_pid is None and await stored_generation(settings) == 0
+    sim.clear_fault()
+    assert (await job()).generation == 1
+    assert job.server_pid not in (None, server)
+
+
+async def test_a_server_that_died_idle_is_replaced_by_the_next_refresh(job: ChildProcessJob) -> None:
+    await job.start()
+    first = job.server_pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await wait_for(lambda: first not in children_of(os.getpid()), "the server is gone")
+    assert (await job()).generation == 1
+    assert job.server_pid not in (None, first)
+
+
+async def test_cancelled_refresh_kills_the_server_and_writes_nothing(
+    job: ChildProcessJob, settings: Settings, sim: SimServer
+) -> None:
+    """Shutdown mid-refresh: the server is gone and the store was never written."""
+    sim.set_fault(Fault("latency", seconds=30))
+    task = asyncio.ensure_future(job())
+    await wait_for(lambda: sim.stats()["requests"] > 0, "the refresh waits on the provider")
+    server = job.server_pid
+    assert server is not None
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert set(child_pids()) == children_before
+    assert children_of(os.getpid()) == [] and not alive(server)
+    assert await stored_generation(settings) == 0
+
+
+async def test_close_leaves_no_process(job: ChildProcessJob) -> None:
+    await job.start()
+    await job()
+    await job.close()
+    assert job.server_pid is None and children_of(os.getpid()) == []
+
+
+async def wait_for(probe: Callable[[], T], what: str) -> T:
+    """The probe's first truthy value, polled for up to WAIT_SECONDS."""
+    try:
+        async with asyncio.timeout(WAIT_SECONDS):
+            while not (found := probe()):
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {WAIT_SECONDS} s") from None
+    return found
+
+
+async def stored_generation(settings: Settings) -> int:
     store = RedisStore(settings.redis_url or "", settings.redis_prefix)
     await store.open()
     try:
-        assert await store.generation() == 0
+        return await store.generation()
     finally:
         await store.close()
 
 
-def child_pids() -> list[int]:
-    me = os.getpid()
-    pids = []
+def process_state(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state letter) of a process, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), fields[0]
+
+
+def alive(pid: int) -> bool:
+    state = process_state(pid)
+    return state is not None and state[1] != "Z"
+
+
+def children_of(parent: int) -> list[int]:
+    """Live (not zombie) refresh processes whose parent is `parent` (the suite's redis-server is not one)."""
+    found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == me and fields[0] != "Z":
-                pids.append(int(entry))
-    return pids
+            state = process_state(int(entry))
+            if state is not None and state[0] == parent and state[1] != "Z" and is_job_process(int(entry)):
+                found.append(int(entry))
+    return sorted(found)
+
+
+def is_job_process(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"refresh\x00--job-server" in cmdline.read()
+    except OSError:
+        return False
