@@ -44,6 +44,8 @@ FEED_PATH = "/api/events"
 FAULT_KINDS = frozenset({"latency", "status", "truncate", "malformed", "html", "drop", "oversize", "empty"})
 # A request left waiting on a latency fault must not hold up stopping the server.
 _SHUTDOWN_SECONDS = 0.25
+_STREAM_ABOVE_BYTES = 1024 * 1024
+_STREAM_CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +153,10 @@ class Simulator:
         fault, feed = self._take_request()
         match fault:
             case None:
-                return _xml(feed)
+                return await _send_feed(request, feed)
             case Fault(kind="latency", seconds=seconds):
                 await asyncio.sleep(seconds)
-                return _xml(feed)
+                return await _send_feed(request, feed)
             case Fault(kind="status", status=status):
                 return web.Response(status=status, text=f"simulated provider error {status}\n")
             case Fault(kind="truncate"):
@@ -212,6 +214,28 @@ async def _feeds_from_json(body: object) -> list[bytes]:
             if all(_is_int(number) for number in (plans, zones, seed)) and plans >= 0 and zones >= 0:
                 return [await asyncio.to_thread(generate_feed, plans, zones, seed)]
     raise ValueError('expected {"files": [paths]} or {"generate": {"plans": N, "zones": M, "seed": S}}')
+
+
+async def _send_feed(request: web.Request, feed: bytes) -> web.StreamResponse:
+    """A feed with its Content-Length; a big one in pieces, sent as fast as the client reads them.
+
+    Handing aiohttp a 100 MB body in one write makes this process copy most of it into the
+    transport's buffer at once: a burst of CPU and page faults no remote provider would cost
+    the service's machine (it showed in bench/refresh_stall.py as the refresh's slowest moment).
+    """
+    if len(feed) <= _STREAM_ABOVE_BYTES:
+        return _xml(feed)
+    response = web.StreamResponse(headers={"Content-Type": "application/xml"})
+    response.content_length = len(feed)
+    await response.prepare(request)
+    body = memoryview(feed)
+    try:
+        for start in range(0, len(feed), _STREAM_CHUNK_BYTES):
+            await response.write(body[start : start + _STREAM_CHUNK_BYTES])  # waits while the client lags
+        await response.write_eof()
+    except ConnectionError:
+        raise asyncio.CancelledError from None  # the client hung up (a size cap, a timeout)
+    return response
 
 
 def _xml(body: bytes) -> web.Response:

@@ -101,6 +101,20 @@ async def test_status_fault_answers_that_status_with_a_text_body(sim: SimServer)
     assert 0 < len(answer.body) < 200
 
 
+async def test_big_feed_arrives_whole_with_its_length_even_after_latency() -> None:
+    """Feeds over a megabyte go out in pieces as the client reads: same bytes, same Content-Length."""
+    big = generate_feed(300, 80, seed=3)
+    assert len(big) > 2 * 1024 * 1024
+    with SimServer([big]) as server:
+        plain = await fetch(server.url)
+        server.set_fault(Fault("latency", seconds=0.01, count=1))
+        delayed = await fetch(server.url)
+    for answer in (plain, delayed):
+        assert answer.status == 200 and answer.body == big
+        assert int(answer.headers["Content-Length"]) == len(big)
+        assert answer.headers["Content-Type"].startswith("application/xml")
+
+
 async def test_truncate_fault_sends_half_the_feed_with_a_matching_length(sim: SimServer) -> None:
     """The HTTP response is complete and well-formed while the XML inside it is cut off."""
     sim.set_fault(Fault("truncate", count=1))
