@@ -163,7 +163,7 @@ class _JobServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "eventapi", "refresh", "--job-server"],
                 env=environ, stdin=commands_in, stdout=answers_out,
-                process_group=0,  # a Ctrl-C meant for the server stops the worker, which stops this
+                process_group=0,  # a terminal's Ctrl-C goes to Granian; each worker then stops its own
             )  # fmt: skip
         except BaseException:
             os.close(self._commands)
@@ -206,7 +206,7 @@ class _JobServer:
             del self._received[: end + 1]
 
     def kill(self) -> None:
-        """Kill the server and the refresh it runs, if any; close the pipes."""
+        """Kill the server, and with it the refresh it may be running; close the pipes."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
@@ -234,8 +234,11 @@ def serve_jobs(settings: Settings) -> int:
         except Exception as exc:  # a bug, not a bad feed: say so and stay up for the next refresh
             traceback.print_exc()
             answer = orjson.dumps({"error": f"refresh job crashed: {exc.__class__.__name__}: {exc}"})
-        answers.write(answer + b"\n")
-        answers.flush()
+        try:
+            answers.write(answer + b"\n")
+            answers.flush()
+        except BrokenPipeError:
+            break
     return 0  # the worker closed the pipe: it is gone
 
 
