@@ -132,10 +132,12 @@ class ChildProcessJob:
         try:
             async with asyncio.timeout(self._timeout):
                 answer = await server.ask()
-        except BaseException:
-            # Cancelled (shutdown) or out of time: the refresh dies before or after its single
+        except BaseException as exc:
+            # Out of time or cancelled (shutdown): the refresh dies before or after its single
             # MULTI/EXEC, never in the middle of one, so nothing half-written can remain.
             await self.close()
+            if isinstance(exc, TimeoutError):
+                raise FeedError(f"refresh killed after {self._timeout:g} s (its lock would expire)") from None
             raise
         if not answer:
             await self.close()

@@ -143,6 +143,24 @@ async def test_cancelled_refresh_kills_the_server_and_writes_nothing(
     assert await stored_generation(settings) == 0
 
 
+async def test_refresh_past_its_deadline_is_a_failure_that_kills_the_server(
+    settings: Settings, sim: SimServer
+) -> None:
+    """The refresher records it as a failed refresh; the hung work is gone and wrote nothing."""
+    sim.set_fault(Fault("latency", seconds=30))
+    job = ChildProcessJob(settings, timeout=1)
+    try:
+        await job.start()
+        server = job.server_pid
+        assert server is not None
+        with pytest.raises(FeedError, match="refresh killed after 1 s"):
+            await job()
+        assert job.server_pid is None and not alive(server)
+        assert await stored_generation(settings) == 0
+    finally:
+        await job.close()
+
+
 async def test_close_leaves_no_process(job: ChildProcessJob) -> None:
     await job.start()
     await job()
