@@ -55,7 +55,7 @@ bench-http: $(VENV)/.installed-bench ## wrk against the service and a same-run r
 	    >"$$apt_log" 2>&1 </dev/null || { cat "$$apt_log" >&2; rm -f "$$apt_log"; \
 	    echo "make: apt-get install -y wrk failed (output above)" >&2; exit 1; }; \
 	  rm -f "$$apt_log"; }
-	$(VENV_PY) bench/http_bench.py $(BENCH_HTTP_ARGS)
+	$(VENV_PY) -m bench.http_bench $(BENCH_HTTP_ARGS)
 
 bench-stall: $(VENV)/.installed-bench ## search latency and worker RSS while a 105 MB feed refreshes (BENCH_STALL_ARGS=... passed on)
 	bash .ci/ensure-redis-server

@@ -13,7 +13,10 @@ settings: it is what this server can do on this box right now, and the targets a
 It is measured before and after the service and the mean is used, so drift shows and averages out.
 
     make bench-http BENCH_HTTP_ARGS='--duration 5'
-    .venv/bin/python bench/http_bench.py --scenario hits --duration 5 --keep-logs
+    .venv/bin/python -m bench.http_bench --scenario hits --duration 5 --keep-logs
+
+The processes (redis-server, the simulator, the service) are started and stopped by the same
+harness as the load tests, loadtest/stack.py.
 """
 
 from __future__ import annotations
@@ -26,35 +29,45 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 import granian
 import redis
 
 from eventapi.store.redis import RedisStore
+from loadtest.stack import (
+    HOST,
+    PYTHON,
+    ROOT,
+    Processes,
+    StackError,
+    answers_200,
+    clean_env,
+    free_port,
+    seed_store,
+    start_redis,
+    start_service,
+    start_simulator,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-PYTHON = sys.executable
-HOST = "127.0.0.1"
 
 POPULAR_PATH = "/search?starts_at=2027-03-01&ends_at=2027-03-31"
 GENERATED_YEAR = "2027"  # the simulator's events span 365 days from 2027-01-01; misses stay inside
 MIRRORED_HEADERS = ("content-type", "cache-control", "etag")
 WARM_UP_SECONDS = 2
-READY_SECONDS = 60.0
 # No refresh may land while the service is measured: the seed has just refreshed, so the fleet gate
 # skips the start-up refresh, and an hour is longer than any run. The store's marks check it.
 REFRESH_INTERVAL = "3600"
@@ -85,89 +98,8 @@ TARGETS: Mapping[str, Target] = {
 
 
 class BenchError(Exception):
-    """The harness could not measure: a process did not start, an answer was wrong, wrk failed."""
-
-
-# -- processes --------------------------------------------------------------------------------------
-
-
-class Processes:
-    """Every process the harness starts, each in its own process group, all stopped on exit."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, command: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        """Start `command` in a new session, stdout and stderr in `<log_dir>/<name>.log`."""
-        with self.log_path(name).open("wb") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        self.running[name] = process
-        return process
-
-    def log_path(self, name: str) -> Path:
-        return self.log_dir / f"{name}.log"
-
-    def stop(self, name: str) -> None:
-        """SIGTERM the group, SIGKILL it after 10 s, then sweep any straggler (Granian workers)."""
-        process = self.running.pop(name)
-        _signal_group(process, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            _signal_group(process, signal.SIGKILL)
-            process.wait()
-        _signal_group(process, signal.SIGKILL)
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc_info: type[BaseException] | BaseException | TracebackType | None) -> None:
-        for name in reversed(list(self.running)):
-            self.stop(name)
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
-    # start_new_session made the leader's pid the group id; a group already gone is what we want.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll `ready` until it holds; fail fast, with the log's tail, if the process dies or is too slow."""
-    deadline = time.monotonic() + READY_SECONDS
-    while not ready():
-        if process.poll() is not None:
-            raise BenchError(f"{what} exited ({process.returncode}) before it was ready:\n{tail(log)}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what} not ready after {READY_SECONDS:.0f} s:\n{tail(log)}")
-        time.sleep(0.1)
-
-
-def tail(log: Path, lines: int = 20) -> str:
-    text = log.read_text(errors="replace").splitlines() if log.exists() else []
-    return "\n".join(f"  | {line}" for line in text[-lines:]) + f"\n  (log: {log})"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without the caller's EVENTAPI_* variables, plus `extra`."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("EVENTAPI_")}
-    return env | extra
+    """The harness could not measure: an answer was wrong, wrk failed (a process that did not
+    start is loadtest.stack's StackError)."""
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
@@ -193,61 +125,7 @@ def http_get(url: str) -> Answer:
         return Answer(exc.code, {name.lower(): value for name, value in exc.headers.items()}, exc.read())
 
 
-def answers_200(url: str) -> Callable[[], bool]:
-    def ready() -> bool:
-        try:
-            return http_get(url).status == 200
-        except OSError:  # refused, reset, timed out: not up yet
-            return False
-
-    return ready
-
-
 # -- the stack under test -----------------------------------------------------------------------------
-
-
-def start_redis(processes: Processes) -> str:
-    port = free_port()
-    # No persistence: the store lives for one run, and a background save would disturb it.
-    options = f"--port {port} --bind {HOST} --appendonly no --dir {processes.log_dir}"
-    command = ["redis-server", *options.split(), "--save", ""]
-    process = processes.start("redis", command, os.environ)
-    client = redis.Redis(host=HOST, port=port, socket_timeout=1)
-
-    def ready() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    wait_until(ready, "redis-server", process, processes.log_path("redis"))
-    client.close()
-    return f"redis://{HOST}:{port}/0"
-
-
-def start_simulator(processes: Processes, plans: int, zones: int) -> str:
-    """The provider simulator on a port it picks; it prints its feed URL as one line."""
-    options = f"--port 0 --generate-plans {plans} --generate-zones {zones} --seed 1"
-    command = [PYTHON, "-m", "eventapi", "sim", *options.split()]
-    process = processes.start("sim", command, clean_env())
-    log = processes.log_path("sim")
-
-    def feed_url() -> str | None:
-        lines = log.read_text(errors="replace").splitlines()
-        return next((line.strip() for line in lines if line.startswith("http://")), None)
-
-    wait_until(lambda: feed_url() is not None, "provider simulator", process, log)
-    return str(feed_url())
-
-
-def seed_store(redis_url: str, feed_url: str) -> None:
-    """One `eventapi refresh` into the store; anything but a stored feed stops the benchmark."""
-    env = clean_env(EVENTAPI_REDIS_URL=redis_url, EVENTAPI_PROVIDER_URL=feed_url)
-    command = [PYTHON, "-m", "eventapi", "refresh"]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise BenchError(f"eventapi refresh exited {done.returncode}:\n{done.stdout}{done.stderr}")
-    print(f"bench-http: seeded the store: {done.stdout.strip()}")
 
 
 def store_marks(redis_url: str) -> dict[str, str]:
@@ -258,23 +136,6 @@ def store_marks(redis_url: str) -> dict[str, str]:
         return {name: str(client.get(keys[name])) for name in ("generation", "last_refresh")}
     finally:
         client.close()
-
-
-def start_service(processes: Processes, redis_url: str, feed_url: str, workers: int) -> str:
-    port = free_port()
-    env = clean_env(
-        EVENTAPI_REDIS_URL=redis_url,
-        EVENTAPI_PROVIDER_URL=feed_url,
-        EVENTAPI_HOST=HOST,
-        EVENTAPI_PORT=str(port),
-        EVENTAPI_WORKERS=str(workers),
-        EVENTAPI_LOG_LEVEL="WARNING",
-        EVENTAPI_REFRESH_INTERVAL=REFRESH_INTERVAL,
-    )
-    process = processes.start("service", [PYTHON, "-m", "eventapi", "serve"], env)
-    base_url = f"http://{HOST}:{port}"
-    wait_until(answers_200(base_url + POPULAR_PATH), "eventapi serve", process, processes.log_path("service"))
-    return base_url
 
 
 def check_span(base_url: str) -> str:
@@ -499,10 +360,12 @@ def measure(options: argparse.Namespace, run_dir: Path) -> Measured:
         wrk = Wrk(options.connections, options.threads, options.duration, run_dir, meter)
         redis_url = start_redis(processes)
         feed_url = start_simulator(processes, options.plans, options.zones)
-        seed_store(redis_url, feed_url)
+        print(f"bench-http: seeded the store: {seed_store(redis_url, feed_url)}")
         processes.stop("sim")  # nothing to fetch from now on: a refresh could only fail, and would show
         store_before = store_marks(redis_url)
-        service_url = start_service(processes, redis_url, feed_url, options.workers)
+        service_settings = {"EVENTAPI_WORKERS": str(options.workers), "EVENTAPI_LOG_LEVEL": "WARNING",
+                            "EVENTAPI_REFRESH_INTERVAL": REFRESH_INTERVAL}  # fmt: skip
+        service_url = start_service(processes, redis_url, feed_url, service_settings, POPULAR_PATH)
         print(f"bench-http: service at {service_url}: {check_span(service_url)}")
         popular = capture_popular(service_url, run_dir)
         print(f"bench-http: {popular.path}: {popular.events} events, {popular.body_bytes:,} B body")
@@ -750,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         passed = report(options, measure(options, run_dir), run_dir, started)
         keep_logs = options.keep_logs or not passed
         return 0 if passed or options.no_fail else 1
-    except BenchError as exc:
+    except (BenchError, StackError) as exc:
         print(f"bench-http: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

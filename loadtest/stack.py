@@ -1,8 +1,8 @@
 """The stack under load: redis-server, the provider simulator and `eventapi serve`, each in its own group.
 
-The same pattern as bench/http_bench.py (whose helpers are private to it): every process in a new
-session so that stopping it also stops Granian's workers, logs in one run directory, a readiness poll
-that fails fast with the log's tail.
+Shared by the load tests and bench/http_bench.py: every process in a new session so that stopping
+it also stops Granian's workers, logs in one run directory, a readiness poll that fails fast with
+the log's tail.
 """
 
 from __future__ import annotations
