@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from datetime import tzinfo
 
-from eventapi.feed import ParsedFeed
+from eventapi.refresh.work import ParsedFeed
 
 Parse = Callable[[bytes, tzinfo, int], ParsedFeed]
 # Generated feeds run past the service's 64 MiB cap; the comparisons are about parsing, not the cap.

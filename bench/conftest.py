@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import uvloop
 
-from eventapi.simfeed import generate_feed
+from eventapi.sim.feeds import SAMPLE_NAMES, generate_feed, sample_feed
+from tests.support.redis_server import RedisServer, RedisServerMissing
 
-FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
 # A fixed seed: every run, on every machine, measures the same bytes.
 SEED = 2027
 
 
 @pytest.fixture(scope="session")
 def sample_documents() -> dict[str, bytes]:
-    """The provider's sample answers in tests/fixtures, by file name."""
-    return {path.name: path.read_bytes() for path in sorted(FIXTURES.glob("*.xml"))}
+    """The provider's sample answers bundled with the package, by file name."""
+    return {name: sample_feed(name) for name in SAMPLE_NAMES}
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +34,6 @@ def feed_5k_200() -> bytes:
 
 
 # --- Core and ASGI benchmarks (test_bench_core.py, test_bench_asgi.py) -------------------------
-# tests/ has no __init__.py; appended (not prepended) so nothing in it can shadow a bench module.
-sys.path.append(str(Path(__file__).parent.parent / "tests"))
-from redis_server import RedisServer, RedisServerMissing  # noqa: E402
 
 
 @pytest.fixture(scope="session")

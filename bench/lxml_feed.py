@@ -14,8 +14,8 @@ from typing import Any
 from lxml import etree
 
 from eventapi.errors import FeedError, FeedRefused
-from eventapi.feed import ParsedFeed
 from eventapi.plans import BASE_ID_ATTRIBUTES, PLAN_ATTRIBUTES, SkippedPlan, read_plan
+from eventapi.refresh.work import ParsedFeed
 
 _ROOTS = frozenset({"planList", "eventList"})
 _BASES = BASE_ID_ATTRIBUTES

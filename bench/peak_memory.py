@@ -25,9 +25,9 @@ from typing import Protocol
 import lxml_feed
 from compare import NO_CAP, Parse
 
-from eventapi import feed
-from eventapi.feed import ParsedFeed
-from eventapi.simfeed import generate_feed
+from eventapi.refresh import xml_feed as feed
+from eventapi.refresh.work import ParsedFeed
+from eventapi.sim.feeds import generate_feed
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
 # The provider client's chunk size (eventapi/provider.py): how the service really feeds the parser.

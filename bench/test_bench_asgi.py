@@ -24,16 +24,17 @@ from typing import Any
 
 import orjson
 import pytest
-from asgi_client import Lifespan
 from pytest_benchmark.fixture import BenchmarkFixture
-from redis_server import RedisServer, key_prefix
 
-from eventapi.asgi_types import Message, Receive, Scope, Send
-from eventapi.config import Settings
-from eventapi.feed import ParsedFeed, parse
-from eventapi.service import Service, build_service
-from eventapi.simfeed import generate_feed
-from eventapi.store import MemoryStore, RedisStore
+from eventapi.http.asgi import Message, Receive, Scope, Send
+from eventapi.refresh.work import InProcessJob, ParsedFeed
+from eventapi.refresh.xml_feed import parse
+from eventapi.settings import Settings
+from eventapi.sim.feeds import generate_feed
+from eventapi.store.memory import MemoryStore
+from eventapi.store.redis import RedisStore
+from eventapi.wiring import Worker, build_worker
+from tests.support.redis_server import RedisServer, key_prefix
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
 SEED = 2027
@@ -171,9 +172,6 @@ class SeededFeed:
     def __init__(self, parsed: ParsedFeed) -> None:
         self._parsed = parsed
 
-    async def open(self) -> None:
-        """Nothing to open."""
-
     async def close(self) -> None:
         """Nothing to close."""
 
@@ -190,27 +188,26 @@ def year_feed() -> ParsedFeed:
 @pytest.fixture(scope="module")
 def services(
     bench_loop: asyncio.AbstractEventLoop, redis_server: RedisServer, year_feed: ParsedFeed
-) -> Iterator[dict[str, Service]]:
-    """The service on the embedded store and on Redis, started, seeded, background tasks off."""
+) -> Iterator[dict[str, Worker]]:
+    """The service on the embedded store and on Redis, its store opened and seeded; no lifespan, so
+    no background task runs between benchmark calls."""
     run = bench_loop.run_until_complete
     stores = {"memory": MemoryStore(), "redis": RedisStore(redis_server.url, key_prefix())}
-    built, lifespans = {}, []
+    built = {}
     for name, store in stores.items():
-        service = build_service(Settings(), store=store, feed=SeededFeed(year_feed), background_tasks=False)
-        lifespan = Lifespan(service.app)
-        assert run(lifespan.startup())["type"] == "lifespan.startup.complete"
-        lifespans.append(lifespan)
+        service = build_worker(Settings(), store, InProcessJob(SeededFeed(year_feed), store))
+        run(store.open())
         outcome = run(service.store.merge(year_feed.events))
         run(service.watcher.poll_once())
         assert outcome.changed > 2_000 and service.watcher.current == outcome.generation
         built[name] = service
     yield built
-    for lifespan in lifespans:
-        run(lifespan.shutdown())
+    for store in stores.values():
+        run(store.close())
 
 
 @pytest.fixture(scope="module")
-def month_answer(bench_loop: asyncio.AbstractEventLoop, services: dict[str, Service]) -> bytes:
+def month_answer(bench_loop: asyncio.AbstractEventLoop, services: dict[str, Worker]) -> bytes:
     """The body of the month's answer (the same from both stores)."""
     bodies = {
         Caller(bench_loop, services[name].app).one(search_scope(range_query(MONTH)))[2] for name in STORES
@@ -247,7 +244,7 @@ def constant_app(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -
 def test_reference_constant_app(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,
-    services: dict[str, Service],
+    services: dict[str, Worker],
     month_answer: bytes,
 ) -> None:
     """The same-run reference: the service's own answer to the month, sent as a constant."""
@@ -272,7 +269,7 @@ def test_harness_floor(benchmark: BenchmarkFixture, bench_loop: asyncio.Abstract
 def test_hit(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,
-    services: dict[str, Service],
+    services: dict[str, Worker],
     month_answer: bytes,
     store: str,
 ) -> None:
@@ -293,7 +290,7 @@ def test_hit(
 def test_revalidation_304(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,
-    services: dict[str, Service],
+    services: dict[str, Worker],
     store: str,
 ) -> None:
     """If-None-Match with the current ETag of a cached range: a 304 without a body."""
@@ -317,7 +314,7 @@ def test_revalidation_304(
 def test_miss(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,
-    services: dict[str, Service],
+    services: dict[str, Worker],
     month_answer: bytes,
     store: str,
 ) -> None:
@@ -346,7 +343,7 @@ def span_medians() -> dict[tuple[str, str], float]:
 def test_miss_calendar_span(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,
-    services: dict[str, Service],
+    services: dict[str, Worker],
     year_feed: ParsedFeed,
     span_medians: dict[tuple[str, str], float],
     store: str,

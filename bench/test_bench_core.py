@@ -14,18 +14,29 @@ from datetime import date, datetime
 import orjson
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
-from redis_server import RedisServer, key_prefix
 
-from eventapi.events import Event, local_seconds
-from eventapi.feed import parse
+from eventapi.days import encode_day
+from eventapi.events import Event, StoredEvent, local_seconds
+from eventapi.history import Changes, FeedMerge
+from eventapi.http.search import assemble
 from eventapi.query import TimeRange, parse_query
-from eventapi.search import assemble
-from eventapi.simfeed import generate_feed
-from eventapi.store import MemoryStore, MergeOutcome, RedisStore, model
-from eventapi.store.model import StoredEvent, encode_day
+from eventapi.refresh.xml_feed import parse
+from eventapi.sim.feeds import generate_feed
+from eventapi.store import MergeOutcome
+from eventapi.store.memory import MemoryStore
+from eventapi.store.redis import RedisStore
+from tests.support.redis_server import RedisServer, key_prefix
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
 SEED = 2027
+
+
+def merge(stored: dict[str, StoredEvent], feed: list[Event]) -> Changes:
+    """The pure merge of a whole feed at once (the stores run the same FeedMerge in slices)."""
+    feed_merge = FeedMerge(stored)
+    feed_merge.add(feed)
+    return feed_merge.changes()
+
 
 # --- merge ------------------------------------------------------------------------------------
 
@@ -48,7 +59,7 @@ def served_ids(feed_events: list[Event]) -> set[str]:
 @pytest.fixture(scope="module")
 def stored_feed(feed_events: list[Event]) -> dict[str, StoredEvent]:
     """What a store holds after merging the feed once."""
-    return dict(model.merge({}, feed_events).events)
+    return dict(merge({}, feed_events).events)
 
 
 @pytest.fixture
@@ -66,7 +77,7 @@ def test_model_merge_into_empty(
     benchmark: BenchmarkFixture, feed_events: list[Event], served_ids: set[str]
 ) -> None:
     """The pure merge of a whole feed into nothing: every online event is new."""
-    changes = benchmark(model.merge, {}, feed_events)
+    changes = benchmark(merge, {}, feed_events)
     assert changes.events.keys() == served_ids
 
 
@@ -75,7 +86,7 @@ def test_model_merge_no_change(
     benchmark: BenchmarkFixture, feed_events: list[Event], stored_feed: dict[str, StoredEvent]
 ) -> None:
     """The common refresh: the feed is what the store already holds, so nothing changes."""
-    changes = benchmark(model.merge, stored_feed, feed_events)
+    changes = benchmark(merge, stored_feed, feed_events)
     assert not changes.events and not changes.days
 
 

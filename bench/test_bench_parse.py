@@ -12,7 +12,7 @@ import pytest
 from compare import NO_CAP, Parse, first_difference, outcome
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from eventapi import feed
+from eventapi.refresh import xml_feed as feed
 
 PARSERS: dict[str, Parse] = {"expat": feed.parse, "lxml": lxml_feed.parse}
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
@@ -52,7 +52,7 @@ def test_parse_5k_plans_200_zones(benchmark: BenchmarkFixture, parser: str, feed
 
 
 def test_parsers_agree_on_every_sample(sample_documents: dict[str, bytes]) -> None:
-    """Both parsers give the same events and skipped plans for each sample in tests/fixtures."""
+    """Both parsers give the same events and skipped plans for each sample bundled with the package."""
     for name, document in sample_documents.items():
         expected = outcome(feed.parse, document, MADRID)
         assert isinstance(expected, feed.ParsedFeed), f"{name}: expat raised {expected}"

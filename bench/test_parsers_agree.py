@@ -8,7 +8,7 @@ import lxml_feed
 import pytest
 from compare import first_difference, outcome
 
-from eventapi import feed
+from eventapi.refresh import xml_feed as feed
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
 PLAN = '<plan plan_id="2" plan_start_date="2021-01-01T10:00:00" plan_end_date="2021-01-01T11:00:00">'

@@ -1,6 +1,6 @@
 """eventapi: a fast read API in front of an events provider's XML feed."""
 
-from .config import Settings
-from .service import build_service, create_app
+from eventapi.settings import Settings
+from eventapi.wiring import create_app
 
-__all__ = ["Settings", "build_service", "create_app"]
+__all__ = ["Settings", "create_app"]

@@ -12,14 +12,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .config import Settings
-from .errors import SettingsError
-from .logs import configure_logging
-from .refresh_job import serve_jobs
-from .refresher import Outcome
-from .service import build_service
+from eventapi.errors import SettingsError
+from eventapi.observability.logs import configure_logging
+from eventapi.refresh.loop import Outcome
+from eventapi.settings import Settings
+from eventapi.wiring import refresh_now, serve_refresh_jobs
 
-APP_FACTORY = "eventapi.service:create_app"
+APP_FACTORY = "eventapi.wiring:create_app"
 
 
 def serve(settings: Settings) -> int:
@@ -65,25 +64,14 @@ def _metrics_directory() -> Iterator[None]:
 
 def refresh(settings: Settings) -> int:
     """One fetch-and-store cycle, for cron and operators; non-zero exit when it failed."""
-
-    async def once() -> int:
-        service = build_service(settings, background_tasks=False)
-        await service.store.open()
-        await service.feed.open()
-        try:
-            outcome = await service.refresher.refresh_once(force=True)
-            print(f"refresh: {outcome.value}")
-            return 0 if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED) else 1
-        finally:
-            await service.feed.close()
-            await service.store.close()
-
-    return asyncio.run(once())
+    outcome = asyncio.run(refresh_now(settings))
+    print(f"refresh: {outcome.value}")
+    return 0 if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED) else 1
 
 
 def demo(settings: Settings) -> int:
     """The simulator and the service wired together, so a newcomer sees events with no network."""
-    from .sim import SimServer
+    from eventapi.sim import SimServer
 
     with SimServer() as sim:
         os.environ["EVENTAPI_PROVIDER_URL"] = sim.url
@@ -101,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="eventapi", description=__doc__)
     parser.add_argument("command", choices=["serve", "refresh", "sim", "demo"])
-    # A serving worker's refresh job server (eventapi/refresh_job.py), not for operators.
+    # A serving worker's refresh job server (eventapi/refresh/job_server.py), not for operators.
     parser.add_argument("--job-server", action="store_true", help=argparse.SUPPRESS)
     if args[:1] == ["sim"]:
-        from .sim import main as sim_main
+        from eventapi.sim import main as sim_main
 
         return sim_main(args[1:])
     arguments = parser.parse_args(args)
@@ -115,6 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     if arguments.command == "refresh":
-        return serve_jobs(settings) if arguments.job_server else refresh(settings)
+        return serve_refresh_jobs(settings) if arguments.job_server else refresh(settings)
     runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "demo": demo}
     return runners[arguments.command](settings)

@@ -1,39 +1,50 @@
-"""The few error types of eventapi; `app.py` maps them to HTTP responses in one table."""
+"""Typed errors: the public ones reach clients with a stable code; the others stay inside the service.
+
+`eventapi.http.responses` maps each public code to its HTTP status in one table.
+"""
 
 from __future__ import annotations
 
-
-class EventApiError(Exception):
-    """Base class: an error with a stable machine-readable code."""
-
-    code = "internal_error"
+from typing import ClassVar
 
 
-class InvalidParameter(EventApiError):
+class PublicError(Exception):
+    """An error a client sees: a stable machine-readable code and a message a person can act on."""
+
+    code: ClassVar[str] = "internal_error"
+
+
+class InvalidParameter(PublicError):
     """A query parameter the caller sent cannot be used (bad form, repeated, unknown, inverted range)."""
 
     code = "invalid_parameter"
 
 
-class StoreUnavailable(EventApiError):
+class NotFound(PublicError):
+    """No route serves the requested path."""
+
+    code = "not_found"
+
+
+class MethodNotAllowed(PublicError):
+    """The path exists but not for this method."""
+
+    code = "method_not_allowed"
+
+
+class StoreUnavailable(PublicError):
     """The store cannot be reached and nothing cached can answer."""
 
     code = "unavailable"
 
 
-class SettingsError(EventApiError):
+class SettingsError(Exception):
     """An environment variable holds a value eventapi cannot use; the message names it."""
 
-    code = "bad_setting"
 
-
-class FeedError(EventApiError):
+class FeedError(Exception):
     """The provider's feed could not be fetched or read as a whole; nothing is stored from it."""
-
-    code = "feed_error"
 
 
 class FeedRefused(FeedError):
     """The feed was refused on purpose: too large, or XML with a DOCTYPE or entity declarations."""
-
-    code = "feed_refused"

@@ -1,11 +1,11 @@
-"""The Event record served by the API: its id, its price rule and its pre-serialized JSON."""
+"""Events: the record read from a feed (id and price rules), and the served form the stores keep."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import orjson
 
@@ -14,6 +14,7 @@ EVENT_ID_NAMESPACE = uuid.UUID("5d0b7c1e-7a55-4c39-9a8e-0f6f3f6e2b11")
 
 # Naive local wall-clock datetimes are compared as seconds since this origin: cheap integers.
 _LOCAL_EPOCH = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def event_id(base_plan_id: str, plan_id: str) -> str:
@@ -25,6 +26,11 @@ def local_seconds(moment: datetime) -> int:
     """Seconds from 1970-01-01T00:00:00 to a naive local wall-clock time, ignoring sub-seconds."""
     delta = moment - _LOCAL_EPOCH
     return delta.days * 86400 + delta.seconds
+
+
+def day_of(local_secs: int) -> int:
+    """Proleptic ordinal of the local day holding a local-seconds instant."""
+    return local_secs // 86400 + _EPOCH_ORDINAL
 
 
 def price_range(zones: Iterable[tuple[int, float]], sold_out: bool) -> tuple[float | None, float | None]:
@@ -73,3 +79,29 @@ class Event:
                 "max_price": self.max_price,
             }
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A served event as the stores keep it: its JSON and the numbers needed to place it."""
+
+    id: str
+    start: int
+    end: int
+    json: bytes
+
+    @property
+    def day(self) -> int:
+        return day_of(self.start)
+
+    @classmethod
+    def from_event(cls, event: Event) -> StoredEvent:
+        return cls(event.id, event.start_seconds, event.end_seconds, event.to_json())
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> StoredEvent:
+        """Rebuild from the stored JSON (at load and merge time, never on the read path)."""
+        fields = orjson.loads(raw)
+        start = datetime.fromisoformat(f"{fields['start_date']}T{fields['start_time']}")
+        end = datetime.fromisoformat(f"{fields['end_date']}T{fields['end_time']}")
+        return cls(fields["id"], local_seconds(start), local_seconds(end), raw)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from .events import Event, event_id, price_range
+from eventapi.events import Event, event_id, price_range
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +52,12 @@ def read_plan(
     plan: Mapping[str, str],
     names: PlanAttributes,
     zones: Iterable[Mapping[str, str]],
-    zone: tzinfo,
+    tz: tzinfo,
 ) -> Event | SkippedPlan:
     """The event a plan describes, or why it cannot be read (the rest of the feed goes on)."""
     base_plan_id, plan_id = base.get(base_id_attribute, ""), plan.get(names.id, "")
     try:
-        return _event(base, plan, zones, names, zone, base_plan_id, plan_id)
+        return _event(base, plan, zones, names, tz, base_plan_id, plan_id)
     except _Unreadable as exc:
         return SkippedPlan(base_plan_id, plan_id, exc.kind, str(exc))
 
@@ -67,7 +67,7 @@ def _event(
     plan: Mapping[str, str],
     zones: Iterable[Mapping[str, str]],
     names: PlanAttributes,
-    zone: tzinfo,
+    tz: tzinfo,
     base_plan_id: str,
     plan_id: str,
 ) -> Event:
@@ -76,12 +76,12 @@ def _event(
     title = base.get("title")
     if not title:
         raise _Unreadable("missing_title", "missing title")
-    start, end = _moment(plan, names.start, zone), _moment(plan, names.end, zone)
+    start, end = _moment(plan, names.start, tz), _moment(plan, names.end, tz)
     if end < start:
         raise _Unreadable(
             "ends_before_start", f"ends ({end.isoformat()}) before it starts ({start.isoformat()})"
         )
-    min_price, max_price = price_range(_zones(zones), plan.get("sold_out") == "true")
+    min_price, max_price = price_range(_price_zones(zones), plan.get("sold_out") == "true")
     return Event(
         id=event_id(base_plan_id, plan_id),
         base_plan_id=base_plan_id,
@@ -95,7 +95,7 @@ def _event(
     )
 
 
-def _moment(plan: Mapping[str, str], attr: str, zone: tzinfo) -> datetime:
+def _moment(plan: Mapping[str, str], attr: str, tz: tzinfo) -> datetime:
     raw = plan.get(attr)
     if not raw:
         raise _Unreadable("bad_date", f"missing {attr}")
@@ -105,11 +105,11 @@ def _moment(plan: Mapping[str, str], attr: str, zone: tzinfo) -> datetime:
         raise _Unreadable("bad_date", f"invalid {attr} {raw[:40]!r}") from None
     if moment.tzinfo is not None:
         # The provider sends wall-clock times; should one carry an offset, read it in its zone.
-        moment = moment.astimezone(zone).replace(tzinfo=None)
+        moment = moment.astimezone(tz).replace(tzinfo=None)
     return moment.replace(microsecond=0)
 
 
-def _zones(zones: Iterable[Mapping[str, str]]) -> list[tuple[int, float]]:
+def _price_zones(zones: Iterable[Mapping[str, str]]) -> list[tuple[int, float]]:
     read = []
     for zone in zones:
         zone_id = zone.get("zone_id", "?")

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from urllib.parse import unquote
 
-from .errors import InvalidParameter
-from .events import local_seconds
-from .store.model import day_of
+from eventapi.errors import InvalidParameter
+from eventapi.events import day_of, local_seconds
 
 PARAMETERS = ("starts_at", "ends_at")
 ACCEPTED_FORMS = (
@@ -45,7 +44,7 @@ class TimeRange:
         return None if self.ends_at is None else day_of(self.ends_at)
 
 
-def parse_query(query_string: bytes, zone: tzinfo) -> TimeRange:
+def parse_query(query_string: bytes, tz: tzinfo) -> TimeRange:
     """Read starts_at / ends_at from a raw query string; anything unusable raises InvalidParameter."""
     values: dict[str, str] = {}
     for pair in query_string.split(b"&"):
@@ -61,8 +60,8 @@ def parse_query(query_string: bytes, zone: tzinfo) -> TimeRange:
         if name in values:
             raise InvalidParameter(f"{name} is given more than once: give it at most once")
         values[name] = value
-    starts = _bound("starts_at", values.get("starts_at"), zone)
-    ends = _bound("ends_at", values.get("ends_at"), zone)
+    starts = _bound("starts_at", values.get("starts_at"), tz)
+    ends = _bound("ends_at", values.get("ends_at"), tz)
     # Order is judged on the instants the caller meant, to the nanosecond: two bounds in the same
     # second, or either side of the autumn's repeated hour, are a valid range (one that holds no
     # event), not an inverted one.
@@ -86,7 +85,7 @@ class Moment:
     instant_ns: int  # nanoseconds since 1970-01-01T00:00:00Z
 
 
-def parse_moment(text: str, zone: tzinfo) -> Moment:
+def parse_moment(text: str, tz: tzinfo) -> Moment:
     """One accepted date or date-time, read in `zone` unless it has an offset; ValueError otherwise."""
     match = _MOMENT.fullmatch(text)
     if match is None:
@@ -96,18 +95,18 @@ def parse_moment(text: str, zone: tzinfo) -> Moment:
     nanoseconds = int((fraction or "").ljust(9, "0"))
     if offset:
         aware = whole.replace(tzinfo=_offset(offset))
-        wall = aware.astimezone(zone).replace(tzinfo=None)
+        wall = aware.astimezone(tz).replace(tzinfo=None)
     else:
-        aware, wall = whole.replace(tzinfo=zone), whole
+        aware, wall = whole.replace(tzinfo=tz), whole
     since_epoch = (aware - _EPOCH_UTC) // timedelta(seconds=1)
     return Moment(local_seconds(wall), nanoseconds > 0, since_epoch * 1_000_000_000 + nanoseconds)
 
 
-def _bound(name: str, text: str | None, zone: tzinfo) -> Moment | None:
+def _bound(name: str, text: str | None, tz: tzinfo) -> Moment | None:
     if text is None:
         return None
     try:
-        return parse_moment(text, zone)
+        return parse_moment(text, tz)
     except (ValueError, OverflowError):
         raise InvalidParameter(
             f"{name}={_show(text)} is not a valid date-time: expected {ACCEPTED_FORMS}"

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-# tests/ has no __init__.py: pytest puts this directory on sys.path, so helpers import by name.
-from redis_server import RedisServer, RedisServerMissing, key_prefix
+from eventapi.sim import SimServer, feeds
+from eventapi.store import Store
+from eventapi.store.memory import MemoryStore
+from eventapi.store.redis import RedisStore
 
-from eventapi.sim import SimServer
-from eventapi.store import MemoryStore, RedisStore, Store
+# tests/ has no __init__.py: pytest puts this directory on sys.path, so helpers import by name.
+from tests.support.redis_server import RedisServer, RedisServerMissing, key_prefix
 
 # --- Redis ----------------------------------------------------------------------------------
 # A real redis-server, never a fake: a machine without one fails the run with the install
@@ -65,19 +67,9 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
 
 
 @pytest.fixture(scope="session")
-def samples_dir() -> Path:
-    """The directory of the sample provider responses (response_1.xml, ...)."""
-    return Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture(scope="session")
-def sample_feed(samples_dir: Path) -> Callable[[str], bytes]:
-    """Read a sample response by file name, e.g. `sample_feed("response_1.xml")`."""
-
-    def read(name: str) -> bytes:
-        return (samples_dir / name).read_bytes()
-
-    return read
+def sample_feed() -> Callable[[str], bytes]:
+    """Read a sample response bundled with the package by file name, e.g. `sample_feed("response_1.xml")`."""
+    return feeds.sample_feed
 
 
 # --- The provider simulator and the stores ----------------------------------------------------

@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import zoneinfo
-from pathlib import Path
 
 import orjson
 import pytest
-from asgi_client import Lifespan, call
 
-from eventapi.app import EventApi, Response
-from eventapi.asgi_types import Scope
-from eventapi.config import Settings
 from eventapi.errors import StoreUnavailable
-from eventapi.feed import ParsedFeed, parse
-from eventapi.service import Service, build_service
-from eventapi.store import MemoryStore
-
-FIXTURES = Path(__file__).parent / "fixtures"
-MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
-
-
-class SampleFeed:
-    """A Feed handing out the sample answers in turn (the real HTTP path is tested with the simulator)."""
-
-    def __init__(self, *names: str) -> None:
-        self._documents = [(FIXTURES / name).read_bytes() for name in names]
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def fetch(self) -> ParsedFeed:
-        return parse(self._documents.pop(0), MADRID)
+from eventapi.http.app import EventApi
+from eventapi.http.asgi import Scope
+from eventapi.http.responses import Response
+from eventapi.settings import Settings
+from eventapi.store.memory import MemoryStore
+from eventapi.wiring import Worker
+from tests.support.asgi_client import Lifespan, call
+from tests.support.feeds import SampleFeed
+from tests.support.workers import worker
 
 
 class BrokenStore(MemoryStore):
@@ -44,15 +27,13 @@ class BrokenStore(MemoryStore):
 
 
 @pytest.fixture
-async def service() -> Service:
-    built = build_service(
-        Settings(), store=MemoryStore(), feed=SampleFeed("response_1.xml"), background_tasks=False
-    )
+async def service() -> Worker:
+    built = worker(feed=SampleFeed("response_1.xml"))
     await built.refresher.refresh_once(force=True)
     return built
 
 
-async def test_search_returns_the_spec_envelope_ordered_by_start(service: Service) -> None:
+async def test_search_returns_the_spec_envelope_ordered_by_start(service: Worker) -> None:
     """GET /search answers {"data": {"events": [...]}, "error": null}, events by start then id."""
     reply = await call(service.app, "/search")
     assert reply.status == 200
@@ -72,7 +53,7 @@ async def test_search_returns_the_spec_envelope_ordered_by_start(service: Servic
     }
 
 
-async def test_events_path_gives_the_same_answer_as_search(service: Service) -> None:
+async def test_events_path_gives_the_same_answer_as_search(service: Worker) -> None:
     """/events is the same handler as /search."""
     query = b"starts_at=2021-06-01&ends_at=2021-07-01"
     assert (await call(service.app, "/events", query)).body == (
@@ -80,7 +61,7 @@ async def test_events_path_gives_the_same_answer_as_search(service: Service) -> 
     ).body
 
 
-async def test_range_is_containment_inclusive_at_both_ends(service: Service) -> None:
+async def test_range_is_containment_inclusive_at_both_ends(service: Worker) -> None:
     """An event starting exactly at starts_at and ending exactly at ends_at is in; one second less is out."""
     exact = await call(service.app, "/search", b"starts_at=2021-06-30T21:00:00&ends_at=2021-06-30T22:00:00")
     assert [e["title"] for e in exact.json()["data"]["events"]] == ["Camela en concierto"]
@@ -90,7 +71,7 @@ async def test_range_is_containment_inclusive_at_both_ends(service: Service) -> 
     assert "Camela en concierto" not in [e["title"] for e in late.json()["data"]["events"]]
 
 
-async def test_every_response_has_content_type_and_length(service: Service) -> None:
+async def test_every_response_has_content_type_and_length(service: Worker) -> None:
     """Both headers on 200, 400, 404 and 405, and the length matches the body."""
     for path, query, method in [
         ("/search", b"", "GET"),
@@ -104,12 +85,12 @@ async def test_every_response_has_content_type_and_length(service: Service) -> N
         assert reply.messages == 2
 
 
-async def test_search_is_cacheable_for_the_configured_age(service: Service) -> None:
+async def test_search_is_cacheable_for_the_configured_age(service: Worker) -> None:
     """cache-control lets a CDN or nginx keep the answer for EVENTAPI_CACHE_MAX_AGE seconds."""
     assert (await call(service.app, "/search")).headers["cache-control"] == "public, max-age=5"
 
 
-async def test_bad_query_gets_400_in_the_error_envelope(service: Service) -> None:
+async def test_bad_query_gets_400_in_the_error_envelope(service: Worker) -> None:
     """A value that does not parse: 400 invalid_parameter naming the parameter and the value."""
     reply = await call(service.app, "/search", b"ends_at=2021-02-30")
     assert reply.status == 400
@@ -118,12 +99,12 @@ async def test_bad_query_gets_400_in_the_error_envelope(service: Service) -> Non
     assert "ends_at" in body["error"]["message"] and "2021-02-30" in body["error"]["message"]
 
 
-async def test_unknown_path_is_404_in_the_envelope(service: Service) -> None:
+async def test_unknown_path_is_404_in_the_envelope(service: Worker) -> None:
     reply = await call(service.app, "/searches")
     assert (reply.status, reply.json()["error"]["code"]) == (404, "not_found")
 
 
-async def test_other_methods_get_405_with_allow(service: Service) -> None:
+async def test_other_methods_get_405_with_allow(service: Worker) -> None:
     """POST, PUT, DELETE on a known path: 405 and an allow header listing GET and HEAD."""
     for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
         reply = await call(service.app, "/search", method=method)
@@ -131,7 +112,7 @@ async def test_other_methods_get_405_with_allow(service: Service) -> None:
         assert reply.json()["error"]["code"] == "method_not_allowed"
 
 
-async def test_head_gets_the_headers_of_get_without_a_body(service: Service) -> None:
+async def test_head_gets_the_headers_of_get_without_a_body(service: Worker) -> None:
     """HEAD works wherever GET does; content-length is the GET body's."""
     get = await call(service.app, "/search")
     head = await call(service.app, "/search", method="HEAD")
@@ -141,7 +122,7 @@ async def test_head_gets_the_headers_of_get_without_a_body(service: Service) -> 
 
 async def test_unreachable_store_gives_503_envelope() -> None:
     """When the store cannot be reached, the client gets 503 unavailable, not a hang or a 500."""
-    service = build_service(Settings(), store=BrokenStore(), feed=SampleFeed(), background_tasks=False)
+    service = worker(store=BrokenStore())
     reply = await call(service.app, "/search")
     assert (reply.status, reply.json()["error"]["code"]) == (503, "unavailable")
 
@@ -182,9 +163,7 @@ async def test_failed_startup_is_reported_to_the_server() -> None:
 
 async def test_lifespan_starts_and_stops_the_refresher() -> None:
     """Start-up opens the store and starts the background task; shutdown cancels it cleanly."""
-    service = build_service(
-        Settings(refresh_interval=3600), store=MemoryStore(), feed=SampleFeed("response_1.xml")
-    )
+    service = worker(Settings(refresh_interval=3600), feed=SampleFeed("response_1.xml"))
     lifespan = Lifespan(service.app)
     assert (await lifespan.startup())["type"] == "lifespan.startup.complete"
     # The first refresh runs at once; wait for it on a condition with a deadline.
@@ -213,7 +192,8 @@ async def test_websocket_scope_is_not_served() -> None:
 
 def test_error_envelope_is_valid_json_for_any_message() -> None:
     """Quotes and unicode in messages are escaped by orjson, never by string formatting."""
-    from eventapi.app import error_response
+    from eventapi.errors import InvalidParameter
+    from eventapi.http.responses import error_response
 
-    body = orjson.loads(error_response(400, "invalid_parameter", 'bad "value" ✓').body)
+    body = orjson.loads(error_response(InvalidParameter('bad "value" ✓')).body)
     assert body["error"]["message"] == 'bad "value" ✓'

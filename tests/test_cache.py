@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventapi.cache import LruCache
+from eventapi.http.response_cache import LruCache
 
 
 def test_least_recently_used_entry_is_evicted_first() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventapi.config import DEFAULT_PROVIDER_URL, Settings
 from eventapi.errors import SettingsError
+from eventapi.settings import DEFAULT_PROVIDER_URL, Settings
 
 
 def test_empty_environment_gives_the_documented_defaults() -> None:

@@ -6,12 +6,13 @@ import asyncio
 import random
 from datetime import datetime, timedelta
 
-from eventapi.day_cache import DayCache
 from eventapi.events import Event, event_id
+from eventapi.http.day_copy import DayCache
+from eventapi.http.search import assemble
 from eventapi.query import TimeRange
-from eventapi.search import assemble
-from eventapi.store import MemoryStore, RedisStore
-from eventapi.store.base import DayRead
+from eventapi.store import DayRead
+from eventapi.store.memory import MemoryStore
+from eventapi.store.redis import RedisStore
 
 EPOCH = datetime(1970, 1, 1)
 

@@ -9,12 +9,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from asgi_client import call
-from service_process import ServiceProcess
 
-from eventapi.app import EventApi
-from eventapi.docs import ASSETS_PREFIX, DOCS_PATH, docs_asset, docs_page
+from eventapi.http.app import EventApi
+from eventapi.http.docs import ASSETS_PREFIX, DOCS_PATH, docs_asset, docs_page
 from eventapi.sim import SimServer
+from tests.support.asgi_client import call
+from tests.support.service_process import ServiceProcess
 
 SAMPLE_TITLES = {"Camela en concierto", "Pantomima Full", "Los Morancos"}
 SAMPLE_RANGE = "/search?starts_at=2021-01-01&ends_at=2022-12-31"

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import datetime
-from pathlib import Path
 
 import orjson
 import pytest
 
 from eventapi.errors import FeedError, FeedRefused
 from eventapi.events import event_id
-from eventapi.feed import FeedParser, parse
+from eventapi.refresh.xml_feed import FeedParser, parse
+from eventapi.sim.feeds import sample_feed
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def read(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return sample_feed(name)
 
 
 def plan_xml(plans: str, root: str = "planList") -> bytes:
@@ -252,7 +251,7 @@ def test_a_single_token_of_megabytes_is_refused_as_it_streams() -> None:
 
 def test_large_feeds_of_ordinary_elements_stream_through() -> None:
     """The token bound never trips on a real feed, whatever the chunk size."""
-    from eventapi.simfeed import generate_feed
+    from eventapi.sim.feeds import generate_feed
 
     document = generate_feed(300, 50, seed=3)
     parser = FeedParser(MADRID)

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import redis
-from service_process import ServiceProcess
 
+from eventapi.days import rebuild_days
+from eventapi.events import StoredEvent
 from eventapi.sim import Fault, SimServer
-from eventapi.store import RedisStore
-from eventapi.store.model import StoredEvent, rebuild_days
+from eventapi.store.redis import RedisStore
+from tests.support.service_process import ServiceProcess
 
 SEARCH = "/search?starts_at=2021-01-01&ends_at=2022-12-31"
 

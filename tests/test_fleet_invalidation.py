@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from service_process import ServiceProcess, run_command
 
 from eventapi.sim import SimServer
+from tests.support.service_process import ServiceProcess, run_command
 
 RANGE = "/search?starts_at=2021-06-30&ends_at=2021-07-01"
 

@@ -13,16 +13,15 @@ from datetime import datetime, timedelta
 
 import orjson
 import pytest
-from asgi_client import Reply, call
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from service_process import ServiceProcess
 
-from eventapi.config import Settings
 from eventapi.events import Event, event_id
-from eventapi.service import Service, build_service
 from eventapi.sim import SimServer
-from eventapi.store import MemoryStore
+from eventapi.wiring import Worker
+from tests.support.asgi_client import Reply, call
+from tests.support.service_process import ServiceProcess
+from tests.support.workers import worker
 
 ANSWER_SECONDS = 2.0  # every hostile request is answered within this, or the test fails
 ALL_EVENTS = b"starts_at=2021-01-01&ends_at=2022-12-31"
@@ -38,20 +37,20 @@ def seed_events() -> list[Event]:
     ]  # fmt: skip
 
 
-async def seeded_service() -> Service:
+async def seeded_service() -> Worker:
     """The in-process app on an embedded store holding the seed events, with no background tasks."""
-    service = build_service(Settings(), store=MemoryStore(), background_tasks=False)
+    service = worker()
     outcome = await service.store.merge(seed_events())
     service.watcher.observe(outcome.generation)
     return service
 
 
 @pytest.fixture
-async def service() -> Service:
+async def service() -> Worker:
     return await seeded_service()
 
 
-async def get(service: Service, path: str, query: bytes) -> Reply:
+async def get(service: Worker, path: str, query: bytes) -> Reply:
     """One GET through the ASGI app, failing the test if it takes longer than ANSWER_SECONDS."""
     async with asyncio.timeout(ANSWER_SECONDS):
         return await call(service.app, path, query)
@@ -82,7 +81,7 @@ HOSTILE_QUERIES = {
 
 
 @pytest.mark.parametrize("query", HOSTILE_QUERIES.values(), ids=HOSTILE_QUERIES.keys())
-async def test_hostile_query_gets_the_invalid_parameter_envelope(service: Service, query: bytes) -> None:
+async def test_hostile_query_gets_the_invalid_parameter_envelope(service: Worker, query: bytes) -> None:
     """Each hostile query string is a 400 envelope with a bounded message, and searches go on after it."""
     reply = await get(service, "/search", query)
     assert reply.status == 400 and reply.headers["content-type"] == "application/json"
@@ -100,7 +99,7 @@ async def test_hostile_query_gets_the_invalid_parameter_envelope(service: Servic
     ids=["lowercase %2b", "%2B", "raw +", "Z", "date"],
 )  # fmt: skip
 async def test_plus_in_an_offset_may_come_raw_or_percent_encoded_in_any_case(
-    service: Service, query: bytes
+    service: Worker, query: bytes
 ) -> None:
     """%2b, %2B and a raw '+' all mean the offset's sign: the same bound as the date in Madrid."""
     reply = await get(service, "/search", query)
@@ -108,7 +107,7 @@ async def test_plus_in_an_offset_may_come_raw_or_percent_encoded_in_any_case(
 
 
 @pytest.mark.parametrize("path", ["/search%2F", "/search/", "/search%00", "/%2e%2e/search"])
-async def test_odd_paths_are_a_not_found_envelope(service: Service, path: str) -> None:
+async def test_odd_paths_are_a_not_found_envelope(service: Worker, path: str) -> None:
     """An encoded slash, a trailing slash, NUL or dot segments are a 404 envelope, not a search or a 500."""
     reply = await get(service, path, ALL_EVENTS)
     assert reply.status == 404 and reply.json()["error"]["code"] == "not_found"

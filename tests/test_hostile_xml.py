@@ -24,15 +24,16 @@ from types import TracebackType
 from typing import Any
 
 import pytest
-from asgi_client import call
 
-from eventapi.config import Settings
-from eventapi.provider import ProviderFeed, RetryPolicy
-from eventapi.refresher import Outcome
-from eventapi.service import Service, build_service
+from eventapi.refresh.loop import Outcome
+from eventapi.refresh.provider import ProviderFeed, RetryPolicy
+from eventapi.settings import Settings
 from eventapi.sim import Fault, SimServer
-from eventapi.simfeed import load_sample_feeds
+from eventapi.sim.feeds import load_sample_feeds
 from eventapi.store import Store
+from eventapi.wiring import Worker
+from tests.support.asgi_client import call
+from tests.support.workers import worker
 
 MIB = 1024 * 1024
 DEFAULT_CAP = Settings().feed_max_bytes  # 256 MiB
@@ -125,20 +126,19 @@ DOCUMENT_CASES: dict[str, tuple[Callable[[str], bytes], str]] = {
 
 
 @pytest.fixture
-async def service(sim: SimServer, store: Store) -> AsyncIterator[Service]:
+async def service(sim: SimServer, store: Store) -> AsyncIterator[Worker]:
     settings = Settings(provider_url=sim.url, provider_timeout=10.0, feed_max_bytes=MIB)
     feed = ProviderFeed(
         sim.url,
-        settings.zone,
+        settings.tz,
         timeout=settings.provider_timeout,
         max_bytes=settings.feed_max_bytes,
         retry=RetryPolicy(attempts=2, base_delay=0.0),
     )
-    built = build_service(settings, store=store, feed=feed, background_tasks=False)
+    built = worker(settings, store, feed)
     await built.store.open()
-    await built.feed.open()
     yield built
-    await built.feed.close()
+    await feed.close()
     await built.store.close()
 
 
@@ -150,13 +150,13 @@ class Snapshot:
     generation: int
 
 
-async def snapshot(service: Service) -> Snapshot:
+async def snapshot(service: Worker) -> Snapshot:
     reply = await call(service.app, "/search", SAMPLE_RANGE)
     assert reply.status == 200
     return Snapshot(reply.body, await service.store.generation())
 
 
-async def seeded(service: Service, sim: SimServer) -> Snapshot:
+async def seeded(service: Worker, sim: SimServer) -> Snapshot:
     """Store the first sample answer and return what is served from it."""
     sim.set_feeds(load_sample_feeds()[:1])
     assert await service.refresher.refresh_once(force=True) == Outcome.REFRESHED
@@ -165,9 +165,7 @@ async def seeded(service: Service, sim: SimServer) -> Snapshot:
     return before
 
 
-async def assert_refused_then_recovers(
-    service: Service, sim: SimServer, before: Snapshot, cause: str
-) -> None:
+async def assert_refused_then_recovers(service: Worker, sim: SimServer, before: Snapshot, cause: str) -> None:
     """The hostile refresh failed naming `cause`, changed nothing, and the next good feed is taken."""
     assert await service.refresher.refresh_once(force=True) == Outcome.FAILED
     assert cause in (service.refresher.status.last_error or "")
@@ -182,7 +180,7 @@ async def assert_refused_then_recovers(
 
 @pytest.mark.parametrize("case", list(DOCUMENT_CASES))
 async def test_hostile_document_is_refused_and_changes_nothing(
-    service: Service, sim: SimServer, case: str
+    service: Worker, sim: SimServer, case: str
 ) -> None:
     """Entity attacks, DTDs, deep nesting: the refresh fails naming the cause, answers stay, then recover."""
     before = await seeded(service, sim)
@@ -195,7 +193,7 @@ async def test_hostile_document_is_refused_and_changes_nothing(
 
 
 async def test_endless_stream_is_refused_at_the_cap_and_changes_nothing(
-    service: Service, sim: SimServer
+    service: Worker, sim: SimServer
 ) -> None:
     """A 1 GiB feed without Content-Length against a 1 MiB cap: refused at the cap, answers stay."""
     before = await seeded(service, sim)
@@ -206,7 +204,7 @@ async def test_endless_stream_is_refused_at_the_cap_and_changes_nothing(
 
 
 async def test_each_refusal_is_logged_once(
-    service: Service, sim: SimServer, caplog: pytest.LogCaptureFixture
+    service: Worker, sim: SimServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Two refreshes of a billion-laughs feed: one warning each naming the cause, and nothing else."""
     await seeded(service, sim)
@@ -229,8 +227,8 @@ async def test_each_refusal_is_logged_once(
 # Fetches argv[1] once with a cap of argv[2] bytes and a timeout of argv[3] s; prints one JSON line.
 PROBE = """
 import asyncio, json, sys, time, zoneinfo
-from eventapi.errors import EventApiError
-from eventapi.provider import ProviderFeed, RetryPolicy
+from eventapi.errors import FeedError
+from eventapi.refresh.provider import ProviderFeed, RetryPolicy
 
 def status_kib(field):
     for line in open("/proc/self/status"):
@@ -241,12 +239,11 @@ def status_kib(field):
 async def main(url, cap, timeout):
     feed = ProviderFeed(url, zoneinfo.ZoneInfo("Europe/Madrid"), timeout=timeout, max_bytes=cap,
                         retry=RetryPolicy(attempts=1))
-    await feed.open()
     start_kib, started = status_kib("VmRSS"), time.monotonic()
     try:
         parsed = await feed.fetch()
         result = {"outcome": "parsed", "error": None, "events": len(parsed.events)}
-    except EventApiError as exc:
+    except FeedError as exc:
         result = {"outcome": type(exc).__name__, "error": str(exc), "events": 0}
     result["seconds"] = time.monotonic() - started
     await feed.close()

@@ -1,4 +1,4 @@
-"""The pure store core: merge rules and per-day blobs."""
+"""The pure core the stores share: the history rule (FeedMerge) and per-day blobs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from eventapi.events import Event, event_id
-from eventapi.store.model import StoredEvent, encode_day, merge, rebuild_days, select
+from eventapi.days import encode_day, rebuild_days, select
+from eventapi.events import Event, StoredEvent, event_id
+from eventapi.history import Changes, FeedMerge
+
+
+def merge(stored: dict[str, StoredEvent], feed: list[Event]) -> Changes:
+    """A whole feed folded in one slice, as the stores do it slice by slice."""
+    feed_merge = FeedMerge(stored)
+    feed_merge.add(feed)
+    return feed_merge.changes()
 
 
 def event(

@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 import pytest
 import schemathesis
-from asgi_client import call
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from schemathesis.checks import not_a_server_error
@@ -27,14 +26,13 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from service_process import ServiceProcess, free_port
 
-from eventapi.config import Settings
-from eventapi.docs import ASSET_NAMES, INIT_NAME
-from eventapi.openapi import OPENAPI_PATH, openapi_document
-from eventapi.service import build_service
+from eventapi.http.docs import ASSET_NAMES, INIT_NAME
+from eventapi.http.openapi import OPENAPI_PATH, openapi_document
 from eventapi.sim import SimServer
-from eventapi.store import MemoryStore
+from tests.support.asgi_client import call
+from tests.support.service_process import ServiceProcess, free_port
+from tests.support.workers import worker
 
 SEARCH_PATHS = ("/search", "/events")
 OPERATIONAL_PATHS = ("/healthz", "/readyz", "/status", "/metrics", OPENAPI_PATH, "/docs", "/docs/{asset}")
@@ -91,7 +89,7 @@ def test_document_is_built_once() -> None:
 
 async def test_document_is_served_at_openapi_json() -> None:
     """GET /openapi.json answers the document as JSON, so Swagger UI and clients can load it."""
-    service = build_service(Settings(), store=MemoryStore(), background_tasks=False)
+    service = worker()
     reply = await call(service.app, OPENAPI_PATH)
     assert reply.status == 200
     assert reply.headers["content-type"].startswith("application/json")

@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import zoneinfo
-from pathlib import Path
 
 import pytest
-from asgi_client import call
 
-from eventapi.config import Settings
-from eventapi.errors import FeedError, StoreUnavailable
-from eventapi.feed import ParsedFeed, parse
-from eventapi.service import Service, build_service
-from eventapi.store import MemoryStore
-
-FIXTURES = Path(__file__).parent / "fixtures"
-MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
-
-
-class Samples:
-    """A Feed handing out sample answers; `gate` holds a fetch open, `fail` makes the next one fail."""
-
-    def __init__(self, *names: str) -> None:
-        self._documents = [(FIXTURES / name).read_bytes() for name in names]
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.fetching = asyncio.Event()
-        self.fail = False
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def fetch(self) -> ParsedFeed:
-        self.fetching.set()
-        await self.gate.wait()
-        if self.fail:
-            raise FeedError("provider failed 3 times, last: HTTP 503")
-        return parse(self._documents.pop(0), MADRID)
+from eventapi.errors import StoreUnavailable
+from eventapi.settings import Settings
+from eventapi.store.memory import MemoryStore
+from eventapi.wiring import Worker
+from tests.support.asgi_client import call
+from tests.support.feeds import SampleFeed
+from tests.support.workers import worker
 
 
 class UnreachableStore(MemoryStore):
@@ -52,33 +26,33 @@ class UnreachableStore(MemoryStore):
         raise StoreUnavailable("redis unavailable: ConnectionError")
 
 
-def make(feed: Samples, store: MemoryStore | None = None) -> Service:
-    return build_service(Settings(), store=store or MemoryStore(), feed=feed, background_tasks=False)
+def make(feed: SampleFeed, store: MemoryStore | None = None) -> Worker:
+    return worker(Settings(), store, feed)
 
 
 async def test_healthz_answers_without_touching_the_store() -> None:
-    reply = await call(make(Samples(), UnreachableStore()).app, "/healthz")
+    reply = await call(make(SampleFeed(), UnreachableStore()).app, "/healthz")
     assert (reply.status, reply.json()) == (200, {"status": "ok"})
 
 
 async def test_readyz_reports_an_unreachable_store() -> None:
-    reply = await call(make(Samples(), UnreachableStore()).app, "/readyz")
+    reply = await call(make(SampleFeed(), UnreachableStore()).app, "/readyz")
     assert reply.status == 503 and reply.json()["ready"] is False
     assert "store unreachable" in reply.json()["reasons"][0]
 
 
 async def test_readyz_waits_for_history_or_a_successful_refresh() -> None:
     """Empty and never refreshed: not ready; after a refresh: ready; history alone suffices too."""
-    service = make(Samples("response_1.xml"))
+    service = make(SampleFeed("response_1.xml"))
     assert (await call(service.app, "/readyz")).status == 503
     await service.refresher.refresh_once(force=True)
     assert (await call(service.app, "/readyz")).json() == {"ready": True, "reasons": []}
-    restarted = make(Samples(), service.store)  # type: ignore[arg-type]
+    restarted = make(SampleFeed(), service.store)  # type: ignore[arg-type]
     assert (await call(restarted.app, "/readyz")).status == 200
 
 
 async def test_status_shows_the_last_refresh_and_skipped_plans() -> None:
-    service = make(Samples("response_1.xml", "response_2.xml"))
+    service = make(SampleFeed("response_1.xml", "response_2.xml"))
     await service.refresher.refresh_once(force=True)
     await service.refresher.refresh_once(force=True)
     status = (await call(service.app, "/status")).json()
@@ -94,7 +68,7 @@ async def test_status_shows_the_last_refresh_and_skipped_plans() -> None:
 
 
 async def test_status_shows_the_providers_last_error() -> None:
-    feed = Samples("response_1.xml")
+    feed = SampleFeed("response_1.xml")
     service = make(feed)
     await service.refresher.refresh_once(force=True)
     feed.fail = True
@@ -104,7 +78,7 @@ async def test_status_shows_the_providers_last_error() -> None:
 
 
 async def test_status_shows_the_lock_while_this_worker_refreshes() -> None:
-    feed = Samples("response_1.xml")
+    feed = SampleFeed("response_1.xml")
     feed.gate.clear()
     service = make(feed)
     refreshing = asyncio.ensure_future(service.refresher.refresh_once(force=True))
@@ -125,7 +99,7 @@ def sample(exposition: str, name: str, **labels: str) -> float:
 
 
 async def test_metrics_count_requests_latency_cache_and_refreshes() -> None:
-    service = make(Samples("response_1.xml"))
+    service = make(SampleFeed("response_1.xml"))
     await service.refresher.refresh_once(force=True)
     for _ in range(5):
         await call(service.app, "/search")
@@ -147,13 +121,13 @@ async def test_metrics_count_requests_latency_cache_and_refreshes() -> None:
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/status", "/metrics"])
 async def test_operational_endpoints_are_never_cached(path: str) -> None:
-    reply = await call(make(Samples()).app, path)
+    reply = await call(make(SampleFeed()).app, path)
     assert reply.headers["cache-control"] == "no-store"
 
 
 async def test_refresh_metrics_count_each_completed_refresh_once() -> None:
     """A scrape during a refresh must not count the previous refresh's skipped plans again."""
-    feed = Samples("response_2.xml", "response_3.xml")
+    feed = SampleFeed("response_2.xml", "response_3.xml")
     service = make(feed)
     await service.refresher.refresh_once(force=True)
     feed.gate.clear()

@@ -13,10 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import redis
-from service_process import ServiceProcess
 
 from eventapi.sim import Fault, SimServer
-from eventapi.store import RedisStore
+from eventapi.store.redis import RedisStore
+from tests.support.service_process import ServiceProcess
 
 SEARCH = "/search?starts_at=2021-01-01&ends_at=2022-12-31"
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from eventapi.errors import FeedError, FeedRefused
-from eventapi.provider import ProviderFeed, RetryPolicy
+from eventapi.refresh.provider import ProviderFeed, RetryPolicy
 from eventapi.sim import Fault, SimServer
 
 MADRID = zoneinfo.ZoneInfo("Europe/Madrid")
@@ -39,7 +39,6 @@ async def feed(sim: SimServer, sleep: RecordedSleep) -> AsyncIterator[ProviderFe
         retry=RetryPolicy(attempts=3, base_delay=0.5),
         sleep=sleep,
     )
-    await provider.open()
     yield provider
     await provider.close()
 
@@ -120,7 +119,6 @@ async def test_provider_down_is_a_feed_error(sleep: RecordedSleep) -> None:
     provider = ProviderFeed(
         url, MADRID, timeout=1.0, max_bytes=1_000_000, retry=RetryPolicy(attempts=2), sleep=sleep
     )
-    await provider.open()
     try:
         with pytest.raises(FeedError, match="2 times"):
             await provider.fetch()

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer, key_prefix
-from service_process import ServiceProcess, run_command
 
 from eventapi.sim import Fault, SimServer
+from tests.support.redis_server import RedisServer, key_prefix
+from tests.support.service_process import ServiceProcess, run_command
 
 SEARCH = "/search?starts_at=2021-01-01&ends_at=2022-12-31"
 # Generous for CI: a search is answered from memory in well under a millisecond here.

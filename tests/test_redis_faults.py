@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer, free_port
-from service_process import ServiceProcess
 
 from eventapi.sim import SimServer
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.service_process import ServiceProcess
 
 CACHED = "/search?starts_at=2021-01-01&ends_at=2022-12-31"
 FRESH = "/search?starts_at=2021-06-01&ends_at=2021-12-31"

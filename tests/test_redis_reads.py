@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 
 import orjson
 import pytest
-from redis_server import RedisServer
 
 from eventapi.errors import StoreUnavailable
 from eventapi.events import Event, event_id
+from eventapi.http.search import assemble
 from eventapi.query import TimeRange
-from eventapi.search import assemble
-from eventapi.store import RedisStore
+from eventapi.store.redis import RedisStore
+from tests.support.redis_server import RedisServer
 
 
 async def read_range(store: RedisStore, time_range: TimeRange) -> tuple[int, bytes]:

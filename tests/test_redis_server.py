@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_server import RedisServer, RedisServerError, RedisServerMissing, key_prefix
+
+from tests.support.redis_server import RedisServer, RedisServerError, RedisServerMissing, key_prefix
 
 
 def _client(url: str) -> redis.Redis:

@@ -13,11 +13,11 @@ from typing import TypeVar
 import orjson
 import pytest
 
-from eventapi.config import Settings
 from eventapi.errors import FeedError
-from eventapi.refresh_job import ChildProcessJob
+from eventapi.refresh.job_server import ChildProcessJob
+from eventapi.settings import Settings
 from eventapi.sim import Fault, SimServer
-from eventapi.store import RedisStore
+from eventapi.store.redis import RedisStore
 
 T = TypeVar("T")
 WAIT_SECONDS = 10.0
@@ -75,17 +75,20 @@ async def test_one_server_started_ahead_serves_every_refresh(job: ChildProcessJo
 def test_a_crashing_refresh_is_answered_and_the_server_takes_the_next() -> None:
     """A bug in one refresh (not a bad feed) becomes that refresh's error line; the server stays up."""
     script = (
-        "import sys\n"
-        "from eventapi import refresh_job\n"
-        "from eventapi.config import Settings\n"
-        "calls = []\n"
-        "async def crash_once(settings):\n"
-        "    calls.append(settings)\n"
-        "    if len(calls) == 1:\n"
-        "        raise RuntimeError('boom')\n"
-        '    return b\'{"error": "second"}\'\n'
-        "refresh_job._refresh_once = crash_once\n"
-        "sys.exit(refresh_job.serve_jobs(Settings()))\n"
+        "import contextlib, sys\n"
+        "from eventapi.errors import FeedError\n"
+        "from eventapi.refresh.job_server import serve_jobs\n"
+        "class CrashOnce:\n"
+        "    calls = 0\n"
+        "    async def __call__(self):\n"
+        "        self.calls += 1\n"
+        "        if self.calls == 1:\n"
+        "            raise RuntimeError('boom')\n"
+        "        raise FeedError('second')\n"
+        "@contextlib.asynccontextmanager\n"
+        "async def opened_job():\n"
+        "    yield CrashOnce()\n"
+        "sys.exit(serve_jobs(opened_job))\n"
     )
     server = subprocess.run(
         [sys.executable, "-c", script],

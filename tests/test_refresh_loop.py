@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
-from asgi_client import call
 
-from eventapi.config import Settings
 from eventapi.events import event_id
-from eventapi.provider import ProviderFeed, RetryPolicy
-from eventapi.refresh_job import InProcessJob
-from eventapi.refresher import Outcome, Refresher
-from eventapi.service import Service, build_service
+from eventapi.refresh.loop import Outcome, Refresher
+from eventapi.refresh.provider import ProviderFeed, RetryPolicy
+from eventapi.refresh.work import InProcessJob
+from eventapi.settings import Settings
 from eventapi.sim import Fault, SimServer
-from eventapi.store import RedisStore, Store
+from eventapi.store import Store
+from eventapi.store.redis import RedisStore
+from eventapi.wiring import Worker
+from tests.support.asgi_client import call
+from tests.support.workers import worker
 
 SAMPLE_RANGE = b"starts_at=2021-02-01&ends_at=2022-07-03"
 
@@ -30,35 +31,32 @@ class FakeClock:
         return self.now
 
 
-def make_service(sim: SimServer, store: Store, timeout: float = 1.0) -> Service:
+def provider(sim: SimServer, timeout: float = 1.0) -> ProviderFeed:
+    retry = RetryPolicy(attempts=2, base_delay=0.0)
+    return ProviderFeed(sim.url, Settings().tz, timeout=timeout, max_bytes=1_000_000, retry=retry)
+
+
+def make_service(sim: SimServer, store: Store, timeout: float = 1.0) -> Worker:
     settings = Settings(provider_url=sim.url, provider_timeout=timeout, refresh_interval=60)
-    feed = ProviderFeed(
-        sim.url,
-        settings.zone,
-        timeout=timeout,
-        max_bytes=1_000_000,
-        retry=RetryPolicy(attempts=2, base_delay=0.0),
-    )
-    return build_service(settings, store=store, feed=feed, background_tasks=False)
+    return worker(settings, store, provider(sim, timeout))
 
 
 @pytest.fixture
-async def service(sim: SimServer, store: Store) -> AsyncIterator[Service]:
+async def service(sim: SimServer, store: Store) -> AsyncIterator[Worker]:
     built = make_service(sim, store)
     await built.store.open()
-    await built.feed.open()
     yield built
-    await built.feed.close()
+    await built.job.close()
     await built.store.close()
 
 
-async def search(service: Service, query: bytes = SAMPLE_RANGE) -> dict[str, dict[str, object]]:
+async def search(service: Worker, query: bytes = SAMPLE_RANGE) -> dict[str, dict[str, object]]:
     reply = await call(service.app, "/search", query)
     assert reply.status == 200
     return {str(e["title"]): e for e in reply.json()["data"]["events"]}
 
 
-async def test_three_sample_answers_give_the_latest_values_and_keep_vanished_events(service: Service) -> None:
+async def test_three_sample_answers_give_the_latest_values_and_keep_vanished_events(service: Worker) -> None:
     """After answers 1, 2, 3: 291, 322 and 1591 with their latest values; 322 stays; 444 never appears."""
     for _ in range(3):
         assert await service.refresher.refresh_once(force=True) == Outcome.REFRESHED
@@ -76,7 +74,7 @@ async def test_three_sample_answers_give_the_latest_values_and_keep_vanished_eve
     assert service.refresher.status.skipped_reasons == {"bad_date": 1}
 
 
-async def test_ids_are_stable_across_refreshes(service: Service) -> None:
+async def test_ids_are_stable_across_refreshes(service: Worker) -> None:
     await service.refresher.refresh_once(force=True)
     before = {title: e["id"] for title, e in (await search(service)).items()}
     await service.refresher.refresh_once(force=True)
@@ -99,7 +97,7 @@ async def test_ids_are_stable_across_refreshes(service: Service) -> None:
     ids=lambda fault: fault.kind,
 )
 async def test_provider_trouble_leaves_the_answers_unchanged(
-    service: Service, sim: SimServer, fault: Fault
+    service: Worker, sim: SimServer, fault: Fault
 ) -> None:
     """Down, slow past the timeout, or answering garbage: stored events and answers stay as they were."""
     await service.refresher.refresh_once(force=True)
@@ -122,7 +120,6 @@ async def test_provider_down_leaves_the_answers_unchanged(sim: SimServer, store:
     """Connection refused: the refresh fails and searches keep answering from the store."""
     service = make_service(sim, store)
     await store.open()
-    await service.feed.open()
     try:
         await service.refresher.refresh_once(force=True)
         before = (await call(service.app, "/search")).body
@@ -130,46 +127,38 @@ async def test_provider_down_leaves_the_answers_unchanged(sim: SimServer, store:
         assert await service.refresher.refresh_once(force=True) == Outcome.FAILED
         assert (await call(service.app, "/search")).body == before
     finally:
-        await service.feed.close()
+        await service.job.close()
         await store.close()
 
 
 async def test_fleet_refreshes_once_per_interval(sim: SimServer, redis_url: str, redis_prefix: str) -> None:
     """Two instances on one Redis: the second sees the first's refresh and skips until the interval passes."""
     clock = FakeClock()
-    services = []
+    stores, jobs, refreshers = [], [], []
     for _ in range(2):
-        service = make_service(sim, RedisStore(redis_url, redis_prefix))
-        service = replace(
-            service,
-            refresher=Refresher(
-                service.store,
-                InProcessJob(service.feed, service.store),
-                interval=60,
-                lock_ttl=30,
-                clock=clock,
-            ),
-        )
-        await service.store.open()
-        await service.feed.open()
-        services.append(service)
-    first, second = services
+        store = RedisStore(redis_url, redis_prefix)
+        await store.open()
+        job = InProcessJob(provider(sim), store)
+        stores.append(store)
+        jobs.append(job)
+        refreshers.append(Refresher(store, job, interval=60, lock_ttl=30, clock=clock))
+    first, second = refreshers
     try:
-        assert await first.refresher.refresh_once() == Outcome.REFRESHED
-        assert await second.refresher.refresh_once() == Outcome.SKIPPED_RECENT
+        assert await first.refresh_once() == Outcome.REFRESHED
+        assert await second.refresh_once() == Outcome.SKIPPED_RECENT
         clock.now += 59
-        assert await second.refresher.refresh_once() == Outcome.SKIPPED_RECENT
+        assert await second.refresh_once() == Outcome.SKIPPED_RECENT
         clock.now += 1
-        assert await second.refresher.refresh_once() == Outcome.REFRESHED
-        assert await first.refresher.refresh_once() == Outcome.SKIPPED_RECENT
+        assert await second.refresh_once() == Outcome.REFRESHED
+        assert await first.refresh_once() == Outcome.SKIPPED_RECENT
         assert sim.stats()["requests"] == 2
     finally:
-        for service in services:
-            await service.feed.close()
-            await service.store.close()
+        for job, store in zip(jobs, stores, strict=True):
+            await job.close()
+            await store.close()
 
 
-async def test_refresh_waits_while_another_instance_holds_the_lock(service: Service) -> None:
+async def test_refresh_waits_while_another_instance_holds_the_lock(service: Worker) -> None:
     """A lock held elsewhere (even for a forced refresh) means skip, not a second concurrent refresh."""
     assert await service.store.try_lock("someone-else", 10_000)
     assert await service.refresher.refresh_once(force=True) == Outcome.SKIPPED_LOCKED

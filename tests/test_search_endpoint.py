@@ -6,14 +6,15 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import pytest
-from asgi_client import Reply, call
 
-from eventapi.config import Settings
 from eventapi.events import Event, event_id
-from eventapi.search_endpoint import etag_matches
-from eventapi.service import Service, build_service
-from eventapi.store import MemoryStore
-from eventapi.store.base import DayRead
+from eventapi.http.search import etag_matches
+from eventapi.settings import Settings
+from eventapi.store import DayRead
+from eventapi.store.memory import MemoryStore
+from eventapi.wiring import Worker
+from tests.support.asgi_client import Reply, call
+from tests.support.workers import worker
 
 RANGE = b"starts_at=2021-07-01&ends_at=2021-07-31"
 
@@ -35,34 +36,34 @@ def event(base: str, title: str = "T", day: int = 1) -> Event:
     return Event(event_id(base, "1"), base, "1", title, start, start + timedelta(hours=1), 1.0, 2.0, True)
 
 
-async def merge(service: Service, events: Iterable[Event]) -> None:
+async def merge(service: Worker, events: Iterable[Event]) -> None:
     outcome = await service.store.merge(list(events))
     service.watcher.observe(outcome.generation)
 
 
 @pytest.fixture
-async def service() -> Service:
-    built = build_service(Settings(lru_entries=100), store=CountingStore(), background_tasks=False)
+async def service() -> Worker:
+    built = worker(Settings(lru_entries=100), CountingStore())
     await merge(built, [event("a"), event("b", day=2)])
     return built
 
 
-def reads(service: Service) -> int:
+def reads(service: Worker) -> int:
     assert isinstance(service.store, CountingStore)
     return service.store.reads
 
 
-async def get(service: Service, query: bytes = RANGE, if_none_match: bytes | None = None) -> Reply:
+async def get(service: Worker, query: bytes = RANGE, if_none_match: bytes | None = None) -> Reply:
     headers = [] if if_none_match is None else [(b"if-none-match", if_none_match)]
     return await call(service.app, "/search", query, headers=headers)
 
 
-async def test_second_identical_search_is_served_from_the_lru(service: Service) -> None:
+async def test_second_identical_search_is_served_from_the_lru(service: Worker) -> None:
     first, second = await get(service), await get(service)
     assert first.body == second.body and reads(service) == 1
 
 
-async def test_equivalent_spellings_share_one_lru_entry(service: Service) -> None:
+async def test_equivalent_spellings_share_one_lru_entry(service: Worker) -> None:
     """2021-07-01, 2021-07-01T00:00:00 and 2021-07-01T00:00:00+02:00 (Madrid summer) are one range."""
     for spelling in (
         b"2021-07-01",
@@ -74,7 +75,7 @@ async def test_equivalent_spellings_share_one_lru_entry(service: Service) -> Non
     assert reads(service) == 1 and len(service.search.cache) == 1
 
 
-async def test_search_has_a_strong_etag_and_revalidates_to_304(service: Service) -> None:
+async def test_search_has_a_strong_etag_and_revalidates_to_304(service: Worker) -> None:
     first = await get(service)
     etag = first.headers["etag"]
     assert etag.startswith('"') and not etag.startswith("W/")
@@ -83,22 +84,22 @@ async def test_search_has_a_strong_etag_and_revalidates_to_304(service: Service)
     assert revalidated.headers["etag"] == etag and revalidated.headers["cache-control"] == "public, max-age=5"
 
 
-async def test_etag_is_shared_by_equivalent_spellings(service: Service) -> None:
+async def test_etag_is_shared_by_equivalent_spellings(service: Worker) -> None:
     etag = (await get(service, b"starts_at=2021-07-01")).headers["etag"]
     assert (await get(service, b"starts_at=2021-06-30T22:00:00Z", if_none_match=etag.encode())).status == 304
 
 
-async def test_304_after_eviction_does_not_read_the_store(service: Service) -> None:
+async def test_304_after_eviction_does_not_read_the_store(service: Worker) -> None:
     """A validator of the current generation is answered from the generation alone."""
     etag = (await get(service)).headers["etag"].encode()
-    small = build_service(Settings(lru_entries=1), store=service.store, background_tasks=False)
+    small = worker(Settings(lru_entries=1), service.store)
     small.watcher.observe(service.watcher.current)
     before = reads(service)
     assert (await get(small, if_none_match=etag)).status == 304
     assert reads(service) == before
 
 
-async def test_stale_etag_gets_the_new_body(service: Service) -> None:
+async def test_stale_etag_gets_the_new_body(service: Worker) -> None:
     """After a merge the generation moves: the old validator no longer matches."""
     old = await get(service)
     await merge(service, [event("a", title="renamed")])
@@ -107,13 +108,13 @@ async def test_stale_etag_gets_the_new_body(service: Service) -> None:
     assert b"renamed" in fresh.body
 
 
-async def test_new_generation_is_served_instead_of_the_cached_answer(service: Service) -> None:
+async def test_new_generation_is_served_instead_of_the_cached_answer(service: Worker) -> None:
     await get(service)
     await merge(service, [event("c", day=3)])
     assert (await get(service)).json()["data"]["events"][-1]["id"] == event_id("c", "1")
 
 
-async def test_identical_feed_keeps_cached_answers_valid(service: Service) -> None:
+async def test_identical_feed_keeps_cached_answers_valid(service: Worker) -> None:
     """A refresh that changes nothing keeps the generation, so ETags and LRU entries stay good."""
     etag = (await get(service)).headers["etag"]
     await merge(service, [event("a"), event("b", day=2)])
@@ -136,12 +137,12 @@ def test_if_none_match_uses_weak_comparison(header: bytes, matches: bool) -> Non
     assert etag_matches(header, b'"g1.2.3"') is matches
 
 
-async def test_head_and_304_carry_the_same_validator(service: Service) -> None:
+async def test_head_and_304_carry_the_same_validator(service: Worker) -> None:
     head = await call(service.app, "/search", RANGE, method="HEAD")
     assert head.status == 200 and head.body == b"" and head.headers["etag"]
 
 
-async def test_flood_of_distinct_ranges_keeps_the_lru_bounded(service: Service) -> None:
+async def test_flood_of_distinct_ranges_keeps_the_lru_bounded(service: Worker) -> None:
     for second in range(500):
         await get(service, b"starts_at=2021-07-01T00:%02d:%02d" % divmod(second, 60))
     cache = service.search.cache

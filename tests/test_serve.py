@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from service_process import ServiceProcess, run_command
 
 from eventapi.sim import Fault, SimServer
+from tests.support.service_process import ServiceProcess, run_command
 
 SAMPLE_RANGE = "/search?starts_at=2021-02-01&ends_at=2022-07-03"
 LATEST = {  # title: (end_time, min_price, max_price) after the third sample answer

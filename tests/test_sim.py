@@ -21,9 +21,9 @@ import aiohttp
 import pytest
 
 from eventapi.sim import Fault, SimServer, generate_feed, load_sample_feeds
-from eventapi.simfeed import oversize_feed_chunks
+from eventapi.sim.feeds import oversize_feed_chunks
 
-SAMPLES = Path(__file__).resolve().parents[1] / "eventapi" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "eventapi" / "sim" / "samples"
 SAMPLE_NAMES = ("response_1.xml", "response_2.xml", "response_3_planlist.xml")
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=10)
 

@@ -9,11 +9,10 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from eventapi.events import Event, event_id
+from eventapi.events import Event, day_of, event_id
+from eventapi.http.search import assemble
 from eventapi.query import TimeRange
-from eventapi.search import assemble
 from eventapi.store import Store
-from eventapi.store.model import day_of
 
 JULY_1 = datetime(2021, 7, 1, 20)
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import orjson
 
+from eventapi.days import rebuild_days
 from eventapi.events import Event, event_id
+from eventapi.http.search import assemble
 from eventapi.query import TimeRange
-from eventapi.search import assemble
-from eventapi.store import MemoryStore, RedisStore
-from eventapi.store.model import rebuild_days
+from eventapi.store.memory import MemoryStore
+from eventapi.store.redis import RedisStore
 
 
 def event(base: str, day: int = 0, title: str = "T") -> Event:
@@ -77,7 +78,7 @@ async def test_concurrent_merges_from_two_instances_lose_nothing(redis_url: str,
         events = await stores[0].stored_events()
         assert len(events) == 100
         read = await stores[0].read_days(None, None)
-        assert read.day_blobs == [blob for _, blob in sorted(rebuild_days(events.values()).items())]
+        assert read.day_blobs == [blob for _, blob in sorted(rebuild_days(events).items())]
         body = orjson.loads(assemble(read.day_blobs, TimeRange()))
         assert len(body["data"]["events"]) == 100
     finally:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import orjson
 
-from ..events import Event
-from . import cooperative
-from .base import DayRead, MergeOutcome
-from .model import StoredEvent, rebuild_days
+from eventapi.days import rebuild_days
+from eventapi.events import Event, StoredEvent
+from eventapi.store import DayRead, MergeOutcome, sliced
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +51,14 @@ class MemoryStore:
     async def generation(self) -> int:
         return self._generation
 
+    async def stored_events(self) -> list[StoredEvent]:
+        return list(self._events.values())
+
     async def merge(self, events: Iterable[Event]) -> MergeOutcome:
-        changes = await cooperative.merge(self._events, list(events))
+        changes = await sliced.merge(self._events, list(events))
         if changes.events:
             self._events.update(changes.events)
-            rebuilt = await cooperative.rebuild_days(self._events.values(), changes.days)
+            rebuilt = await sliced.rebuild_days(self._events.values(), changes.days)
             for day in changes.days:
                 if day in rebuilt:
                     self._day_blobs[day] = rebuilt[day]

@@ -11,11 +11,9 @@ from typing import Any, TypeVar
 import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
-from ..errors import StoreUnavailable
-from ..events import Event
-from . import cooperative
-from .base import DayRead, MergeOutcome
-from .model import StoredEvent
+from eventapi.errors import StoreUnavailable
+from eventapi.events import Event, StoredEvent
+from eventapi.store import DayRead, MergeOutcome, sliced
 
 T = TypeVar("T")
 
@@ -121,10 +119,9 @@ class RedisStore:
         raw = await self._call(lambda: reader.get(self.keys["generation"]))
         return int(raw or 0)
 
-    async def stored_events(self) -> dict[str, StoredEvent]:
-        """Every served event, read whole (merge time and tests only)."""
+    async def stored_events(self) -> list[StoredEvent]:
         raw: dict[Any, Any] = await self._call(lambda: self.client.hgetall(self.keys["events"]))
-        return await cooperative.decode_stored(raw)
+        return list((await sliced.decode_stored(raw)).values())
 
     async def merge(self, events: Iterable[Event]) -> MergeOutcome:
         feed = list(events)
@@ -142,13 +139,13 @@ class RedisStore:
             await pipe.watch(keys["generation"])
             generation = int(await pipe.get(keys["generation"]) or 0)
             raw: dict[Any, Any] = await pipe.hgetall(keys["events"])
-            stored = await cooperative.decode_stored(raw)
-            changes = await cooperative.merge(stored, feed)
+            stored = await sliced.decode_stored(raw)
+            changes = await sliced.merge(stored, feed)
             if not changes.events:
                 await pipe.unwatch()  # type: ignore[no-untyped-call]
                 return MergeOutcome(0, generation, len(stored))
             stored.update(changes.events)
-            day_blobs = await cooperative.rebuild_days(stored.values(), changes.days)
+            day_blobs = await sliced.rebuild_days(stored.values(), changes.days)
             emptied = [day for day in changes.days if day not in day_blobs]
             pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hset(

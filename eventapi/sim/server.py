@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 from yarl import URL
 
-from .simfeed import (
+from eventapi.sim.feeds import (
     EMPTY_FEED,
     HTML_ERROR_PAGE,
     MALFORMED_FEED,
@@ -28,17 +28,6 @@ from .simfeed import (
     load_sample_feeds,
     oversize_feed_chunks,
 )
-
-__all__ = [
-    "FAULT_KINDS",
-    "FEED_PATH",
-    "Fault",
-    "SimServer",
-    "Simulator",
-    "generate_feed",
-    "load_sample_feeds",
-    "main",
-]
 
 FEED_PATH = "/api/events"
 FAULT_KINDS = frozenset({"latency", "status", "truncate", "malformed", "html", "drop", "oversize", "empty"})

@@ -10,8 +10,9 @@ import asyncio
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
-from ..events import Event
-from .model import Changes, FeedMerge, StoredEvent, encode_day, group_by_day
+from eventapi.days import encode_day, group_by_day
+from eventapi.events import Event, StoredEvent
+from eventapi.history import Changes, FeedMerge
 
 # About a millisecond of work per slice on a 2020s core.
 EVENTS_PER_SLICE = 128

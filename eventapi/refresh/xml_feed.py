@@ -1,21 +1,18 @@
 """Streaming parser of the provider's XML feed (both the planList and the older eventList shape).
 
-Pure: bytes in, events and skipped plans out. Built on the standard library's expat, which
-`bench/test_bench_parse.py` measured against lxml's iterparse (see the README's Performance notes).
+Pure: bytes in, events and skipped plans out. Built on the standard library's expat, chosen
+over lxml by measurement (docs/decisions/001-expat-over-lxml.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 from xml.parsers import expat
 
-from .errors import FeedError, FeedRefused
-from .events import Event
-from .plans import BASE_ID_ATTRIBUTES, PLAN_ATTRIBUTES, SkippedPlan, read_plan
-
-__all__ = ["FeedParser", "ParsedFeed", "SkippedPlan", "parse"]
+from eventapi.errors import FeedError, FeedRefused
+from eventapi.plans import BASE_ID_ATTRIBUTES, PLAN_ATTRIBUTES, SkippedPlan, read_plan
+from eventapi.refresh.work import ParsedFeed
 
 _ROOTS = frozenset({"planList", "eventList"})
 # The feed is three levels deep; anything far deeper is hostile or broken, not a feed.
@@ -25,20 +22,11 @@ _MAX_DEPTH = 16
 _MAX_BYTES_WITHOUT_AN_ELEMENT = 1024 * 1024
 
 
-@dataclass(slots=True)
-class ParsedFeed:
-    """What one feed held: readable plans as events, in feed order, and the plans skipped."""
-
-    events: list[Event] = field(default_factory=list)
-    skipped: list[SkippedPlan] = field(default_factory=list)
-    size: int = 0
-
-
 class FeedParser:
     """Incremental parser: `feed()` chunks as they arrive, then `close()` for the result."""
 
-    def __init__(self, zone: tzinfo, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self._zone = zone
+    def __init__(self, tz: tzinfo, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._tz = tz
         self._max_bytes = max_bytes
         self._result = ParsedFeed()
         self._depth = 0
@@ -49,7 +37,7 @@ class FeedParser:
         self._base_id_attr = ""
         self._plan: dict[str, str] | None = None
         self._plan_names = PLAN_ATTRIBUTES["plan"]
-        self._zones: list[dict[str, str]] = []
+        self._tzs: list[dict[str, str]] = []
         self._parser = self._new_expat()
 
     def _new_expat(self) -> Any:
@@ -112,10 +100,10 @@ class FeedParser:
             self._root_seen = True
         elif name == "zone":
             if self._plan is not None:
-                self._zones.append(attrs)
+                self._tzs.append(attrs)
         elif name in PLAN_ATTRIBUTES:
             if self._base is not None:
-                self._plan, self._plan_names, self._zones = attrs, PLAN_ATTRIBUTES[name], []
+                self._plan, self._plan_names, self._tzs = attrs, PLAN_ATTRIBUTES[name], []
         elif name in BASE_ID_ATTRIBUTES:
             self._base, self._base_id_attr = attrs, BASE_ID_ATTRIBUTES[name]
 
@@ -129,15 +117,15 @@ class FeedParser:
             self._base = None
 
     def _finish_plan(self, base: dict[str, str], plan: dict[str, str]) -> None:
-        read = read_plan(base, self._base_id_attr, plan, self._plan_names, self._zones, self._zone)
+        read = read_plan(base, self._base_id_attr, plan, self._plan_names, self._tzs, self._tz)
         if isinstance(read, SkippedPlan):
             self._result.skipped.append(read)
         else:
             self._result.events.append(read)
 
 
-def parse(document: bytes, zone: tzinfo, max_bytes: int = 64 * 1024 * 1024) -> ParsedFeed:
+def parse(document: bytes, tz: tzinfo, max_bytes: int = 64 * 1024 * 1024) -> ParsedFeed:
     """Parse a whole feed held in memory."""
-    parser = FeedParser(zone, max_bytes)
+    parser = FeedParser(tz, max_bytes)
     parser.feed(document)
     return parser.close()

@@ -7,27 +7,16 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Protocol
 
 import aiohttp
 
-from .config import Settings
-from .errors import FeedError, FeedRefused
-from .feed import FeedParser, ParsedFeed
+from eventapi.errors import FeedError, FeedRefused
+from eventapi.refresh.work import ParsedFeed
+from eventapi.refresh.xml_feed import FeedParser
 
 _CHUNK_BYTES = 64 * 1024
-# Parsing 16 KiB is about half a millisecond of CPU (bench/README.md).
+# Parsing 16 KiB is about half a millisecond of CPU: a search waits no longer than that.
 _PARSE_SLICE_BYTES = 16 * 1024
-
-
-class Feed(Protocol):
-    """A source of parsed feeds; the refresher depends on this, tests may pass their own."""
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def fetch(self) -> ParsedFeed: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +42,12 @@ class _Transient(Exception):
 
 
 class ProviderFeed:
-    """The provider's feed over aiohttp; the session lives between open() and close()."""
+    """The provider's feed over aiohttp; the session opens with the first fetch, on its loop."""
 
     def __init__(
         self,
         url: str,
-        zone: tzinfo,
+        tz: tzinfo,
         *,
         timeout: float,
         max_bytes: int,
@@ -67,19 +56,13 @@ class ProviderFeed:
         rng: random.Random | None = None,
     ) -> None:
         self.url = url
-        self._zone = zone
+        self._tz = tz
         self._timeout = timeout
         self._max_bytes = max_bytes
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
-
-    async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-            headers={"accept": "application/xml, text/xml;q=0.9"},
-        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -99,7 +82,10 @@ class ProviderFeed:
 
     async def _fetch_once(self) -> ParsedFeed:
         if self._session is None:
-            raise RuntimeError("ProviderFeed used before open()")
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                headers={"accept": "application/xml, text/xml;q=0.9"},
+            )
         try:
             async with self._session.get(self.url) as response:
                 if response.status >= 500:
@@ -110,7 +96,7 @@ class ProviderFeed:
                     raise FeedRefused(
                         f"feed of {response.content_length} bytes is over the cap of {self._max_bytes}"
                     )
-                parser = FeedParser(self._zone, self._max_bytes)
+                parser = FeedParser(self._tz, self._max_bytes)
                 async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
                     # Chunks already buffered come back without a pause: parse in slices and
                     # yield between them, so searches on this loop never wait long on a big feed.
@@ -120,14 +106,3 @@ class ProviderFeed:
                 return parser.close()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(f"{exc.__class__.__name__}: {exc}".rstrip(": ")) from None
-
-
-def provider_feed(settings: Settings, retry: RetryPolicy) -> ProviderFeed:
-    """The real provider client the settings describe."""
-    return ProviderFeed(
-        settings.provider_url,
-        settings.zone,
-        timeout=settings.provider_timeout,
-        max_bytes=settings.feed_max_bytes,
-        retry=retry,
-    )

@@ -15,14 +15,15 @@ from datetime import UTC, datetime
 
 import orjson
 
-from .background import BackgroundTask
-from .errors import EventApiError
-from .feed import SkippedPlan
-from .refresh_job import RefreshJob
-from .store.base import Store
+from eventapi.errors import FeedError, StoreUnavailable
+from eventapi.plans import SkippedPlan
+from eventapi.refresh.work import RefreshJob
+from eventapi.store import Store
 
 log = logging.getLogger(__name__)
 
+# What a refresh can fail with; nothing stored changes when it does. Anything else is a bug.
+RefreshFailure = (FeedError, StoreUnavailable)
 # Skipped plans are logged the first time only; the set is bounded so a hostile feed cannot grow it.
 _MAX_REMEMBERED_SKIPS = 10_000
 
@@ -95,18 +96,10 @@ class Refresher:
         self._on_generation = on_generation
         self._token = uuid.uuid4().hex
         self._logged_skips: set[SkippedPlan] = set()
-        self._background = BackgroundTask("eventapi-refresher", self.run_forever)
         self.status = RefreshStatus()
 
-    def start(self) -> None:
-        """Start the loop as a task of the running event loop."""
-        self._background.start()
-
-    async def stop(self) -> None:
-        """Cancel the loop; a refresh in progress is abandoned before it writes (merges are atomic)."""
-        await self._background.stop()
-
     async def run_forever(self) -> None:
+        """Refresh when due, until cancelled; a refresh in progress is abandoned before it writes."""
         # Poll the fleet's gate several times per interval, so the fleet refreshes about once per
         # interval whatever the phase of each worker's timer.
         poll = max(0.05, min(self._interval / 5, 5.0))
@@ -125,22 +118,22 @@ class Refresher:
                 return self._count(Outcome.SKIPPED_RECENT)
             if not await self._store.try_lock(self._token, self._lock_ttl_ms):
                 return self._count(Outcome.SKIPPED_LOCKED)
-        except EventApiError as exc:
+        except RefreshFailure as exc:
             return self._failed(exc, started)
         try:
             if not force and not await self._due():  # someone finished while we took the lock
                 return self._count(Outcome.SKIPPED_RECENT)
             try:
                 outcome = await self._refresh(started)
-            except EventApiError as exc:
+            except RefreshFailure as exc:
                 outcome = self._failed(exc, started)
-            with contextlib.suppress(EventApiError):  # the fleet's status page, best effort
+            with contextlib.suppress(StoreUnavailable):  # the fleet's status page, best effort
                 await self._store.save_refresh_status(orjson.dumps(self.status.as_dict()))
             return outcome
-        except EventApiError as exc:
+        except RefreshFailure as exc:
             return self._failed(exc, started)
         finally:
-            with contextlib.suppress(EventApiError):
+            with contextlib.suppress(StoreUnavailable):
                 await self._store.release_lock(self._token)
 
     async def holds_lock(self) -> bool:
@@ -182,7 +175,7 @@ class Refresher:
         )
         return self._count(outcome)
 
-    def _failed(self, exc: EventApiError, started: float) -> Outcome:
+    def _failed(self, exc: FeedError | StoreUnavailable, started: float) -> Outcome:
         self.status.last_error = str(exc)
         self.status.last_duration = self._clock() - started
         log.warning("refresh failed, stored events unchanged: %s", exc)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import SettingsError
+from eventapi.errors import SettingsError
 
 DEFAULT_PROVIDER_URL = "https://provider.code-challenge.feverup.com/api/events"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -41,7 +41,7 @@ class Settings:
     access_log: bool = False
 
     @property
-    def zone(self) -> zoneinfo.ZoneInfo:
+    def tz(self) -> zoneinfo.ZoneInfo:
         """The provider's time zone (validated at load time, so this cannot fail)."""
         return zoneinfo.ZoneInfo(self.timezone)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .app import Response, error_response, response
-from .asgi_types import Scope
+from eventapi.errors import NotFound
+from eventapi.http.asgi import Scope
+from eventapi.http.responses import Response, error_response, response
 
 DOCS_PATH = "/docs"
 ASSETS_PREFIX = "/docs/"
@@ -99,4 +100,4 @@ async def docs_asset(scope: Scope) -> Response:
         return INIT
     if name in ASSET_NAMES:
         return _asset(name)
-    return error_response(404, "not_found", f"no such asset {name[:100]!r} under {ASSETS_PREFIX}")
+    return error_response(NotFound(f"no such asset {name[:100]!r} under {ASSETS_PREFIX}"))

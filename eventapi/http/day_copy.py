@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 
-from .query import TimeRange
-from .store.base import DayRead, Store
+from eventapi.query import TimeRange
+from eventapi.store import DayRead, Store
 
 
 class DayCache:

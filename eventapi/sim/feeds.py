@@ -50,10 +50,19 @@ HTML_ERROR_PAGE = (
 )
 
 
+SAMPLE_NAMES = ("response_1.xml", "response_2.xml", "response_3.xml", "response_3_planlist.xml")
+
+
+def sample_feed(name: str) -> bytes:
+    """One of the provider's sample answers bundled with the package, by file name (SAMPLE_NAMES)."""
+    if name not in SAMPLE_NAMES:
+        raise ValueError(f"no sample named {name!r}: one of {', '.join(SAMPLE_NAMES)}")
+    return resources.files(__package__ or "eventapi.sim").joinpath("samples", name).read_bytes()
+
+
 def load_sample_feeds() -> list[bytes]:
-    """Read the bundled sample feeds, oldest shape first and the current planList shape last."""
-    samples = resources.files(__package__ or "eventapi").joinpath("samples")
-    return [samples.joinpath(name).read_bytes() for name in SAMPLE_FILES]
+    """The sample answers the simulator serves in turn: oldest shape first, the planList shape last."""
+    return [sample_feed(name) for name in SAMPLE_FILES]
 
 
 def generate_feed(

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from eventapi.asgi_types import Message
+from eventapi.http.asgi import Message
 
 
 @dataclass(frozen=True)

@@ -1,67 +1,24 @@
-"""The ASGI callable: dict routing, one place that sends, one table that maps errors to responses."""
+"""The ASGI callable: dict routing, exactly two sends per response, lifespan that reports failures."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
 
-import orjson
-
-from .asgi_types import Receive, Scope, Send
-from .errors import EventApiError, InvalidParameter, StoreUnavailable
+from eventapi.errors import MethodNotAllowed, NotFound, PublicError
+from eventapi.http.asgi import Receive, Scope, Send
+from eventapi.http.responses import ERROR_STATUS, Response, error_response, internal_error_response
 
 log = logging.getLogger(__name__)
-
-JSON = b"application/json"
-Headers = list[tuple[bytes, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What a handler returns, headers complete; `send_response` turns it into two ASGI messages.
-
-    Built once by `response()`, a Response can be cached and sent again and again: nothing
-    about it is computed per request.
-    """
-
-    status: int
-    body: bytes
-    headers: Headers
-
-
-def response(
-    status: int, body: bytes, extra_headers: Iterable[tuple[bytes, bytes]] = (), content_type: bytes = JSON
-) -> Response:
-    """A response with content-type and content-length (the length of GET's body, also for HEAD)."""
-    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *extra_headers]
-    return Response(status, body, headers)
-
 
 Handler = Callable[[Scope], Awaitable[Response]]
 # Told of every answered request: route name, status, seconds taken, scope.
 Observer = Callable[[str, int, float, Scope], None]
 Lifecycle = Callable[[], Awaitable[None]]
 
-# The error table: typed errors to status codes; anything else is a 500 with a fixed message.
-ERROR_STATUS: Mapping[type[EventApiError], int] = {InvalidParameter: 400, StoreUnavailable: 503}
-INTERNAL_ERROR_MESSAGE = "Internal error: the failure has been logged."
-
-
-def error_response(
-    status: int, code: str, message: str, extra_headers: Iterable[tuple[bytes, bytes]] = ()
-) -> Response:
-    """A response in the spec's error envelope."""
-    body = orjson.dumps({"data": None, "error": {"code": code, "message": message}})
-    return response(status, body, extra_headers)
-
-
-def response_for(exc: Exception) -> Response:
-    """The one mapping from an exception to what the client sees."""
-    if isinstance(exc, EventApiError) and type(exc) in ERROR_STATUS:
-        return error_response(ERROR_STATUS[type(exc)], exc.code, str(exc))
-    return error_response(500, "internal_error", INTERNAL_ERROR_MESSAGE)
+METHODS = ("GET", "HEAD")
+_ALLOW = ((b"allow", b"GET, HEAD"),)
 
 
 async def send_response(send: Send, response: Response, *, head: bool = False) -> None:
@@ -81,19 +38,19 @@ class EventApi:
         prefix_routes: Mapping[str, Handler] | None = None,
         observe: Observer | None = None,
     ) -> None:
-        self._routes = dict(routes)
-        self._observe = observe
+        self.routes = dict(routes)
         # Looked up only when no exact path matches (static assets under a folder, e.g. "/docs/").
-        self._prefix_routes = dict(prefix_routes or {})
+        self.prefix_routes = dict(prefix_routes or {})
+        self._observe = observe
         self._startup = startup
         self._shutdown = shutdown
 
     def _route_for(self, path: str) -> tuple[str, Handler | None]:
         """The route's name (a bounded label for metrics) and its handler."""
-        handler = self._routes.get(path)
+        handler = self.routes.get(path)
         if handler is not None:
             return path, handler
-        for prefix, prefix_handler in self._prefix_routes.items():
+        for prefix, prefix_handler in self.prefix_routes.items():
             if path.startswith(prefix):
                 return prefix, prefix_handler
         return "unmatched", None
@@ -111,26 +68,22 @@ class EventApi:
         method = scope["method"]
         route, handler = self._route_for(scope["path"])
         if handler is None:
+            path = scope["path"][:100]
+            response = error_response(NotFound(f"no such path {path!r}: use GET /search or GET /events"))
+        elif method not in METHODS:
             response = error_response(
-                404, "not_found", f"no such path {scope['path'][:100]!r}: use GET /search or GET /events"
-            )
-        elif method not in ("GET", "HEAD"):
-            response = error_response(
-                405,
-                "method_not_allowed",
-                f"{method} is not allowed here: use GET or HEAD",
-                ((b"allow", b"GET, HEAD"),),
+                MethodNotAllowed(f"{method} is not allowed here: use GET or HEAD"), _ALLOW
             )
         else:
             try:
                 response = await handler(scope)
-            except EventApiError as exc:
-                if type(exc) not in ERROR_STATUS:
-                    log.exception("unmapped error on %s", scope["path"])
-                response = response_for(exc)
+            except PublicError as exc:
+                if exc.code not in ERROR_STATUS:
+                    log.error("error code %r is not in the error table", exc.code, exc_info=exc)
+                response = error_response(exc)
             except Exception:
                 log.exception("internal error on %s %s", method, scope["path"])
-                response = response_for(RuntimeError())
+                response = internal_error_response()
         await send_response(send, response, head=method == "HEAD")
         if self._observe is not None:
             self._observe(route, response.status, perf_counter() - started, scope)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .background import BackgroundTask
-from .errors import StoreUnavailable
-from .store.base import Store
+from eventapi.errors import StoreUnavailable
+from eventapi.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,6 @@ class GenerationWatcher:
         self._poll_seconds = poll_seconds
         self.current = UNKNOWN
         self.store_reachable = True
-        self._background = BackgroundTask("eventapi-generation", self._run)
 
     def observe(self, generation: int) -> None:
         """A read or a merge of this worker saw `generation`: newer is adopted at once."""
@@ -42,13 +40,8 @@ class GenerationWatcher:
                 log.warning("store unreachable from the generation poll: %s", exc)
             self.store_reachable = False
 
-    def start(self) -> None:
-        self._background.start()
-
-    async def stop(self) -> None:
-        await self._background.stop()
-
-    async def _run(self) -> None:
+    async def run_forever(self) -> None:
+        """Poll until cancelled."""
         while True:
             await self.poll_once()
             await asyncio.sleep(self._poll_seconds)

@@ -8,15 +8,16 @@ from typing import Any
 
 import orjson
 
-from .app import Response, response
-from .asgi_types import Scope
-from .cache import LruCache
-from .errors import StoreUnavailable
-from .generation import GenerationWatcher
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import Metrics
-from .refresher import Outcome, Refresher, iso_utc
-from .store.base import Store
+from eventapi.background import BackgroundTasks
+from eventapi.errors import StoreUnavailable
+from eventapi.http.asgi import Scope
+from eventapi.http.generation import GenerationWatcher
+from eventapi.http.response_cache import LruCache
+from eventapi.http.responses import Response, response
+from eventapi.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from eventapi.observability.metrics import Metrics
+from eventapi.refresh.loop import Outcome, Refresher, iso_utc
+from eventapi.store import Store
 
 _NO_STORE = ((b"cache-control", b"no-store"),)
 _ALIVE = response(200, b'{"status":"ok"}', _NO_STORE)
@@ -28,13 +29,14 @@ class Operations:
 
     def __init__(
         self, store: Store, refresher: Refresher, watcher: GenerationWatcher, cache: LruCache[Any, Any],
-        metrics: Metrics,
+        metrics: Metrics, tasks: BackgroundTasks,
     ) -> None:  # fmt: skip
         self._store = store
         self._refresher = refresher
         self._watcher = watcher
         self._cache = cache
         self._metrics = metrics
+        self._tasks = tasks
         self._started_at = iso_utc(time.time())
         self._published_refreshes = 0
 
@@ -43,8 +45,9 @@ class Operations:
         return _ALIVE
 
     async def readyz(self, scope: Scope) -> Response:
-        """Ready when the store answers and holds history, or a refresh has succeeded (even empty)."""
-        reasons = []
+        """Ready when the store answers and holds history, or a refresh has succeeded (even empty),
+        and no background task of this worker has died."""
+        reasons = [f"background task {name} died: {reason}" for name, reason in self._tasks.deaths.items()]
         try:
             if await self._store.generation() == 0 and not await self._fleet_refreshed_once():
                 reasons.append("no events stored yet and no successful refresh yet")

@@ -1,0 +1,56 @@
+"""The history rule: a feed folds into the stored events; kept once seen online, latest values win."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from eventapi.events import Event, StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a feed changes: the new or updated events, and the days whose blobs must be rebuilt."""
+
+    events: dict[str, StoredEvent]
+    days: frozenset[int]
+
+
+class FeedMerge:
+    """Folds a feed into stored events a slice at a time, so a caller can yield between slices.
+
+    Rules: latest values win, an event is kept once seen online, offline-only events never are.
+    """
+
+    def __init__(self, stored: Mapping[str, StoredEvent]) -> None:
+        self._stored = stored
+        self._changed: dict[str, StoredEvent] = {}
+
+    def add(self, feed_slice: Iterable[Event]) -> None:
+        stored, changed = self._stored, self._changed
+        for event in feed_slice:
+            # Stored means seen online at least once: from then on it follows every later value.
+            if not (event.online or event.id in stored or event.id in changed):
+                continue
+            candidate = StoredEvent.from_event(event)
+            previous = stored.get(event.id)
+            if previous is not None and previous.json == candidate.json:
+                changed.pop(event.id, None)  # an earlier duplicate in this feed is superseded
+            else:
+                changed[event.id] = candidate
+
+    def changes(self) -> Changes:
+        days = set()
+        for event_id, changed_event in self._changed.items():
+            days.add(changed_event.day)
+            previous = self._stored.get(event_id)
+            if previous is not None:
+                days.add(previous.day)
+        return Changes(self._changed, frozenset(days))
+
+
+def merge(stored: Mapping[str, StoredEvent], feed: Iterable[Event]) -> Changes:
+    """Fold a whole feed into the stored events at once."""
+    feed_merge = FeedMerge(stored)
+    feed_merge.add(feed)
+    return feed_merge.changes()
