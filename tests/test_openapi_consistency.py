@@ -17,6 +17,7 @@ from eventapi.http.docs import ASSET_NAMES, ASSETS_PREFIX, INIT_NAME
 from eventapi.http.openapi import openapi_document
 from eventapi.http.responses import ERROR_STATUS
 from tests.support.asgi_client import call
+from tests.support.feeds import SampleFeed
 from tests.support.workers import worker
 
 # A prefix route ("/docs/") is documented as one path parameter under it ("/docs/{asset}").
@@ -121,10 +122,11 @@ def test_document_gives_each_error_code_the_tables_status() -> None:
 @pytest.mark.parametrize("refreshed", [False, True], ids=["before-a-refresh", "after-a-refresh"])
 async def test_status_body_has_the_fields_the_document_declares(refreshed: bool) -> None:
     """Operators read /status by the Status schema: every field on one side is on the other, nested too."""
-    service = worker()
+    service = worker(feed=SampleFeed("response_1.xml"))
     if refreshed:  # the fleet's refresh then comes from the store, as in production
         await service.refresher.refresh_once(force=True)
     body = (await call(service.app, "/status")).json()
+    assert (body["refresh"]["last_success_at"] is not None) == refreshed
     schema = openapi_document()["components"]["schemas"]["Status"]
     assert _field_differences(body, schema, "status") == []
 
