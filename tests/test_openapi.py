@@ -63,21 +63,13 @@ def test_document_is_valid_openapi_3_1() -> None:
     validate(document, cls=OpenAPIV31SpecValidator)
 
 
-def test_document_describes_every_route_and_error_code() -> None:
-    """Search, the operational endpoints and every error code of the envelope are in the document."""
+def test_schemathesis_runs_every_documented_path() -> None:
+    """The schemathesis runs below cover every documented path, GET and HEAD alike."""
     document = openapi_document()
     assert set(document["paths"]) == {*SEARCH_PATHS, *OPERATIONAL_PATHS}
     assert all(set(item) == {"get", "head"} for item in document["paths"].values())
     for path in SEARCH_PATHS:
         assert set(document["paths"][path]["get"]["responses"]) == {"200", "304", "400", "500", "503"}
-    codes = document["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
-    assert set(codes) == {
-        "invalid_parameter",
-        "not_found",
-        "method_not_allowed",
-        "internal_error",
-        "unavailable",
-    }
     assert "EVENTAPI_TIMEZONE" in document["components"]["parameters"]["StartsAt"]["description"]
     assert document["servers"] == [{"url": "/", "description": "The server that serves this document."}]
 

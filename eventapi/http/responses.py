@@ -12,7 +12,8 @@ from eventapi.errors import PublicError
 JSON = b"application/json"
 Headers = list[tuple[bytes, bytes]]
 
-# Every public error code and its status: the OpenAPI document's error codes come from here.
+# Every public error code and its status; tests/test_openapi_consistency.py holds the OpenAPI
+# document (eventapi/http/openapi.json) and the PublicError classes to it.
 ERROR_STATUS: Mapping[str, int] = {
     "invalid_parameter": 400,
     "not_found": 404,
