@@ -74,7 +74,7 @@ clean: ## remove .venv, caches and build output
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	@if command -v $(COMPOSE) >/dev/null 2>&1; then $(MAKE) --no-print-directory clean-containers; fi
 
-# Containers (README, "Containers"). PYTHON_IMAGE, REDIS_IMAGE and NGINX_IMAGE replace the
+# Containers (docs/operations.md, "Containers"). PYTHON_IMAGE, REDIS_IMAGE and NGINX_IMAGE replace the
 # official base images when set (a mirror, or this sandbox's stand-ins).
 PODMAN ?= podman
 COMPOSE ?= podman-compose

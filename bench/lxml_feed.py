@@ -1,8 +1,9 @@
-"""The feed parser again on lxml's streaming pull parser: a reference to measure `eventapi.feed` against.
+"""The feed parser again on lxml's streaming pull parser: a reference to measure `xml_feed` against.
 
-Same rules as `eventapi.feed` (its expat handlers, event for event), written again rather than imported
-so that the equality checks check one implementation against the other. What libxml2 accepts and expat
-does not, or the other way round, is pinned in `test_parsers_agree.py`.
+The XML walk of `eventapi.refresh.xml_feed` (its expat handlers, event for event) written again, with
+the mapping rules of `eventapi.plans` shared, so that the equality checks check one walk against the
+other. What libxml2 accepts and expat does not, or the other way round, is pinned in
+`test_parsers_agree.py`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _SLICE = 16 * 1024
 
 
 class LxmlFeedParser:
-    """Incremental parser with the interface of `eventapi.feed.FeedParser`, on `lxml.etree.XMLPullParser`."""
+    """Incremental parser with the interface of `xml_feed.FeedParser`, on `lxml.etree.XMLPullParser`."""
 
     def __init__(self, zone: tzinfo, max_bytes: int = 64 * 1024 * 1024) -> None:
         self._zone = zone

@@ -1,6 +1,6 @@
 """Does refreshing a big feed stall the event loop that serves searches? Latency and RSS, measured.
 
-The issue's requirement: while a worker parses and merges a feed of 5,000 plans x 200 zones (about
+The target: while a worker parses and merges a feed of 5,000 plans x 200 zones (about
 105 MB, made by the simulator), the p99 of searches is at most 2x the idle p99, and the peak RSS
 growth of the refreshing worker stays far below 5x the feed's size.
 
@@ -60,7 +60,7 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 MIB = 1024 * 1024
-# The generated feed's events fall in 2027 (eventapi/simfeed.py); July is one of its busy months.
+# The generated feed's events fall in 2027 (eventapi/sim/feeds.py); July is one of its busy months.
 FEED_START = datetime(2027, 1, 1)
 POPULAR_MONTH = "/search?starts_at=2027-07-01&ends_at=2027-08-01"
 RSS_PERIOD = 0.05
@@ -938,7 +938,7 @@ def progress(message: str) -> None:
 
 
 def summarize(options: Options, raw: dict[str, Any]) -> dict[str, Any]:
-    """Turn the raw material into the figures the issue asks for, and check them against the targets."""
+    """Turn the raw material into the measured figures, and check them against the targets."""
     refresh: RefreshLine = raw["refresh"]
     if refresh.outcome == "failed" or refresh.seconds is None:
         raise BenchError(f"the measured refresh did not succeed: {refresh.text}")
@@ -1003,7 +1003,7 @@ def summarize(options: Options, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_report(result: dict[str, Any]) -> None:
-    """The figures the issue asks for, one line each, with the target and whether it is met."""
+    """The measured figures, one line each, with the target and whether it is met."""
     feed, refresh, rss, checks = result["feed"], result["refresh"], result["rss"], result["checks"]
     options = result["options"]
     revision = result["eventapi"]["revision"] or "not a git checkout"

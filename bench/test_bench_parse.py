@@ -1,4 +1,4 @@
-"""Benchmarks of the feed parser: expat (`eventapi.feed`) against lxml (`lxml_feed`), one group per input.
+"""Benchmarks of the feed parser: expat (`xml_feed`) against lxml (`lxml_feed`), one group per input.
 
 Every benchmark also asserts that the parser it timed gave the same answer as the other one.
 """

@@ -74,7 +74,7 @@ AGREED = {
     "empty": b"",
     "unknown-encoding": b'<?xml version="1.0" encoding="UVF-8"?><planList/>',
 }
-# Where lxml (libxml2) and expat (as eventapi.feed drives it) disagree; both answers are given.
+# Where lxml (libxml2) and expat (as eventapi.refresh.xml_feed drives it) disagree; both answers are given.
 DIFFERENT = {
     "undeclared-attribute-prefix": (
         b'<planList xsi:noNamespaceSchemaLocation="planList.xsd"/>',

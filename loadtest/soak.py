@@ -1,6 +1,6 @@
 """Soak: searches for a long time while the service refreshes every second and the provider misbehaves.
 
-Issue 7, requirement 7: ten minutes of searches with a refresh every second and random provider
+The target: ten minutes of searches with a refresh every second and random provider
 faults give 0 unexpected errors, a flat RSS per worker and no file descriptor growth.
 
 Everything is real and local: a redis-server on a free port, `eventapi sim` cycling through the three

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from locust import LoadTestShape
 
-RAMP_SECONDS = 10  # the spike: from baseline to the most users the box can drive within 10 s
+RAMP_SECONDS = 10  # the spike: from baseline to the most users the box can drive within 10 s
 BASELINE_SECONDS = 10
 
 

@@ -1,9 +1,6 @@
 """This worker's copy of every day blob of the current generation, so a search miss needs no I/O.
 
-For the data sets eventapi is built for (thousands of events: about a megabyte of blobs) the
-whole generation is read once, in one consistent store read, and every later miss of that
-generation is cut from memory. A data set larger than the byte budget is not copied: misses
-then read the days of their window from the store, in one round trip as before.
+A data set over the byte budget is not copied (see docs/decisions/005-per-worker-day-copy.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Swagger UI at /docs, from a copy of its assets in the package: no CDN, so the page works offline.
 
-The assets in `static/swagger-ui/` are npm's swagger-ui-dist 5.35.0 (Apache-2.0; LICENSE and NOTICE
-beside them). The PyPI packages that ship them are either stuck on Swagger UI 4, which cannot read
-an OpenAPI 3.1 document, or bring a web framework's templating along.
+`static/swagger-ui/` is npm's swagger-ui-dist 5.35.0 (docs/decisions/009-swagger-ui-vendored-from-npm.md).
 """
 
 from __future__ import annotations

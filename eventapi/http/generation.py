@@ -10,8 +10,7 @@ from eventapi.store import Store
 
 log = logging.getLogger(__name__)
 
-# Four polls a second bound the delay to ~0.25 s plus one round trip, far inside the 1 s promise.
-# A poll is one GET per worker: cheaper and sturdier than a pub/sub connection to keep alive.
+# Four polls a second: a refresh reaches this worker within 1 s (docs/decisions/006-generation-polling.md).
 POLL_SECONDS = 0.25
 UNKNOWN = -1
 

@@ -17,7 +17,7 @@ PREFIX_ROUTES: dict[str, Handler] = {ASSETS_PREFIX: docs_asset}
 
 
 def route_table(search: SearchEndpoint, operations: Operations) -> dict[str, Handler]:
-    """Exact paths and their handlers; /events is /search under the name the spec's README uses."""
+    """Exact paths and their handlers; /events is another name for /search."""
     document = response(200, orjson.dumps(openapi_document()), ((b"cache-control", b"public, max-age=300"),))
 
     async def openapi(scope: Scope) -> Response:

@@ -1,7 +1,6 @@
 """GET /search over HTTP: query memo, the worker's LRU, ETags and 304s in front of the store.
 
-A hit costs two dict look-ups and a header scan: the response, headers included, was built
-when it was cached.
+Responses are cached finished, headers included (docs/decisions/003-per-worker-response-cache.md).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ ENVELOPE_TAIL = b']},"error":null}'
 
 
 def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
-    """Join the events of the range from day blobs into the spec's envelope, as bytes, parsing nothing."""
+    """Join the events of the range from day blobs into the API's envelope, as bytes, parsing nothing."""
     parts = [select(blob, time_range.starts_at, time_range.ends_at) for blob in day_blobs]
     return ENVELOPE_HEAD + b",".join(part for part in parts if part) + ENVELOPE_TAIL
 

@@ -1,8 +1,6 @@
 """One refresh's work in a long-lived child process of the worker: its job server.
 
-A large feed is seconds of CPU. In a serving worker it competes with searches for the GIL, so the
-work runs in a child process and the worker's loop only waits on a pipe
-(docs/decisions/004-refresh-in-a-job-server.md).
+Off the worker, a big feed's CPU leaves searches the GIL (docs/decisions/004-refresh-in-a-job-server.md).
 """
 
 from __future__ import annotations
@@ -30,8 +28,7 @@ REFRESH_JOB_NICENESS = 10
 class ChildProcessJob:
     """The worker's side of its job server (`eventapi refresh --job-server`), waited on from its loop.
 
-    Started with the worker, so nothing is started or imported during a refresh; the answer is
-    read with `add_reader`, since a helper thread on the pipe stalled searches (decision 004).
+    Started with the worker, read with `add_reader` rather than a thread: both spare searches (decision 004).
     """
 
     def __init__(self, settings: Settings, timeout: float) -> None:
@@ -148,9 +145,7 @@ class _JobServer:
 def serve_jobs(open_job: Callable[[], AbstractAsyncContextManager[RefreshJob]]) -> int:
     """The job server's side: one refresh per line read on stdin, one JSON line back for each.
 
-    It lives as long as its worker and keeps its memory between refreshes: a process started
-    or forked per refresh faults in tens of MB within milliseconds, which slowed the worker on
-    the other core (docs/decisions/004-refresh-in-a-job-server.md).
+    It lives as long as its worker and keeps its memory: fresh memory slowed searches (decision 004).
     """
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray output of any library goes to stderr, never into the answers

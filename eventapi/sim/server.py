@@ -208,9 +208,7 @@ async def _feeds_from_json(body: object) -> list[bytes]:
 async def _send_feed(request: web.Request, feed: bytes) -> web.StreamResponse:
     """A feed with its Content-Length; a big one in pieces, sent as fast as the client reads them.
 
-    Handing aiohttp a 100 MB body in one write makes this process copy most of it into the
-    transport's buffer at once: a burst of CPU and page faults no remote provider would cost
-    the service's machine (it showed in bench/refresh_stall.py as the refresh's slowest moment).
+    One 100 MB write is a burst no remote provider causes (docs/decisions/004-refresh-in-a-job-server.md).
     """
     if len(feed) <= _STREAM_ABOVE_BYTES:
         return _xml(feed)

@@ -1,7 +1,6 @@
 """The pure merge steps run in small slices, yielding to the event loop between them.
 
-A refresh of thousands of events is tens of milliseconds of CPU; done in one go it would hold
-every search waiting on the same loop for that long. In slices, a search waits one slice at most.
+In one go, a merge of thousands of events would hold the searches on the same loop for tens of ms.
 """
 
 from __future__ import annotations
