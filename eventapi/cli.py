@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import dataclasses
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 from eventapi.errors import SettingsError
 from eventapi.observability.logs import configure_logging
+from eventapi.observability.metrics import metrics_directory
 from eventapi.refresh.loop import Outcome
 from eventapi.settings import Settings
 from eventapi.wiring import refresh_now, serve_refresh_jobs
@@ -23,8 +21,10 @@ APP_FACTORY = "eventapi.wiring:create_app"
 
 def serve(settings: Settings) -> int:
     """Run the API under Granian: ASGI interface, uvloop, EVENTAPI_WORKERS workers."""
-    # Workers re-read the same environment in create_app; it was validated just above.
-    with _metrics_directory():
+    with metrics_directory(settings.metrics_dir) as directory:
+        settings = dataclasses.replace(settings, metrics_dir=str(directory))
+        # Granian forks the workers from this process, and their create_app reads these settings.
+        os.environ.update(settings.to_environ())
         _serve(settings)
     return 0
 
@@ -43,23 +43,6 @@ def _serve(settings: Settings) -> None:
         loop=Loops.uvloop,
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
     ).serve()
-
-
-@contextlib.contextmanager
-def _metrics_directory() -> Iterator[None]:
-    """PROMETHEUS_MULTIPROC_DIR for the workers: fresh for each server start, as prometheus-client asks."""
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if given:
-        for stale in Path(given).glob("*.db"):
-            stale.unlink()
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="eventapi-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    try:
-        yield
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def refresh(settings: Settings) -> int:
@@ -105,4 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "refresh":
         return serve_refresh_jobs(settings) if arguments.job_server else refresh(settings)
     runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "demo": demo}
-    return runners[arguments.command](settings)
+    try:
+        return runners[arguments.command](settings)
+    except SettingsError as exc:  # a setting found unusable only when used (EVENTAPI_METRICS_DIR)
+        print(f"eventapi: {exc}", file=sys.stderr)
+        return 2

@@ -25,6 +25,7 @@ class Settings:
     redis_replica_url: str | None = None
     redis_prefix: str = "eventapi"
     snapshot_path: str | None = None
+    metrics_dir: str | None = None  # None: `eventapi serve` makes a temporary one; in-process, no files
     refresh_interval: float = 60.0
     refresh_lock_ttl: float | None = None  # None: the slowest possible refresh plus a margin
     provider_timeout: float = 10.0
@@ -80,6 +81,7 @@ class Settings:
                 "letters, digits, '-', '_' or ':' (no braces)",
             ),
             snapshot_path=read("SNAPSHOT_PATH", str, defaults.snapshot_path, "a file path"),
+            metrics_dir=read("METRICS_DIR", _directory, defaults.metrics_dir, "a directory (not a file)"),
             refresh_interval=read(
                 "REFRESH_INTERVAL", _positive_float, defaults.refresh_interval, "a number of seconds > 0"
             ),
@@ -161,6 +163,12 @@ def _redis_url(raw: str) -> str:
 def _key_prefix(raw: str) -> str:
     # The prefix becomes the Redis Cluster hash tag `{prefix}`: braces inside would break it.
     if not raw.replace("-", "").replace("_", "").replace(":", "").isalnum():
+        raise ValueError(raw)
+    return raw
+
+
+def _directory(raw: str) -> str:
+    if os.path.exists(raw) and not os.path.isdir(raw):
         raise ValueError(raw)
     return raw
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from eventapi.background import BackgroundTasks
 from eventapi.http.app import EventApi, Observer
@@ -21,7 +23,7 @@ from eventapi.http.response_cache import LruCache
 from eventapi.http.routes import PREFIX_ROUTES, route_table
 from eventapi.http.search import CachedAnswer, SearchEndpoint
 from eventapi.observability.logs import configure_logging
-from eventapi.observability.metrics import Metrics
+from eventapi.observability.metrics import MetricsPublisher, RequestTally
 from eventapi.query import TimeRange
 from eventapi.refresh.job_server import ChildProcessJob, serve_jobs
 from eventapi.refresh.loop import Outcome, Refresher
@@ -32,7 +34,7 @@ from eventapi.store import Store
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("eventapi.access")
-# Published tallies lag requests by at most this; a scrape publishes first anyway.
+# Other workers' snapshots lag their requests by at most this; a scrape publishes its own first.
 PUBLISH_SECONDS = 1.0
 RETRY_POLICY = RetryPolicy()
 
@@ -70,8 +72,9 @@ def build_refresh_job(settings: Settings, store: Store) -> RefreshJob:
     """With Redis, the work runs in the worker's job server, off the serving loop and its GIL; the
     embedded store lives in this process's memory, so its refresh must run here."""
     if settings.redis_url:
+        # No metrics directory for the job server: its refreshes are counted by its worker.
         return ChildProcessJob(
-            settings, timeout=refresh_lock_ttl(settings) * 0.9
+            dataclasses.replace(settings, metrics_dir=None), timeout=refresh_lock_ttl(settings) * 0.9
         )  # killed before the lock expires
     return InProcessJob(build_feed(settings), store)
 
@@ -86,7 +89,7 @@ class Worker:
     refresher: Refresher
     watcher: GenerationWatcher
     search: SearchEndpoint
-    metrics: Metrics
+    metrics: MetricsPublisher
     tasks: BackgroundTasks
 
 
@@ -101,24 +104,27 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
     search = SearchEndpoint(
         DayCache(store, settings.day_cache_bytes), settings.tz, watcher, cache, settings.cache_max_age
     )
-    metrics = Metrics()
+    tally = RequestTally()
+    metrics = MetricsPublisher(
+        tally, cache=cache, refreshes=refresher.status, generation=lambda: watcher.current,
+        directory=None if settings.metrics_dir is None else Path(settings.metrics_dir),
+    )  # fmt: skip
     tasks = BackgroundTasks()
-    operations = Operations(store, refresher, watcher, cache, metrics, tasks)
+    operations = Operations(store, refresher, watcher, cache, metrics.exposition, tasks)
     resources = contextlib.AsyncExitStack()
 
     async def startup() -> None:
         try:
             await store.open()
             resources.push_async_callback(store.close)
-            resources.callback(metrics.worker_exited)
-            resources.callback(operations.publish)  # the last tallies, before the worker exits
+            resources.callback(metrics.worker_exited)  # the last figures, marked as final
             await job.start()
             resources.push_async_callback(job.close)
             await watcher.poll_once()
             resources.push_async_callback(tasks.stop)  # first to go at shutdown
             tasks.start("eventapi-generation", watcher.run_forever)
             tasks.start("eventapi-refresher", refresher.run_forever)
-            tasks.start("eventapi-metrics", lambda: _every(PUBLISH_SECONDS, operations.publish))
+            tasks.start("eventapi-metrics", lambda: _every(PUBLISH_SECONDS, metrics.publish))
         except BaseException:
             await resources.aclose()
             raise
@@ -130,19 +136,19 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
 
     app = EventApi(
         route_table(search, operations), startup, resources.aclose, prefix_routes=PREFIX_ROUTES,
-        observe=_observer(metrics, access_log=settings.access_log),
+        observe=_observer(tally, access_log=settings.access_log),
     )  # fmt: skip
     return Worker(app, store, job, refresher, watcher, search, metrics, tasks)
 
 
-def _observer(metrics: Metrics, *, access_log: bool) -> Observer:
+def _observer(tally: RequestTally, *, access_log: bool) -> Observer:
     """What the app does after each answer: tally it, and log it when asked to (off by default)."""
-    tally = metrics.tally.record
+    record = tally.record
     if not access_log:
-        return lambda route, status, seconds, scope: tally(route, status, seconds)
+        return lambda route, status, seconds, scope: record(route, status, seconds)
 
     def tally_and_log(route: str, status: int, seconds: float, scope: Scope) -> None:
-        tally(route, status, seconds)
+        record(route, status, seconds)
         query = scope["query_string"].decode("latin-1")
         access.info(
             "request",

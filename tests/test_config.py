@@ -26,6 +26,7 @@ def test_every_variable_is_read() -> None:
             "EVENTAPI_REDIS_URL": "redis://r:6379/0",
             "EVENTAPI_REDIS_PREFIX": "prod-1",
             "EVENTAPI_SNAPSHOT_PATH": "/data/events.json",
+            "EVENTAPI_METRICS_DIR": "/run/eventapi-metrics",
             "EVENTAPI_REFRESH_INTERVAL": "2.5",
             "EVENTAPI_PROVIDER_TIMEOUT": "3",
             "EVENTAPI_FEED_MAX_BYTES": "1000",
@@ -42,6 +43,7 @@ def test_every_variable_is_read() -> None:
         redis_url="redis://r:6379/0",
         redis_prefix="prod-1",
         snapshot_path="/data/events.json",
+        metrics_dir="/run/eventapi-metrics",
         refresh_interval=2.5,
         provider_timeout=3.0,
         feed_max_bytes=1000,
@@ -74,6 +76,7 @@ def test_blank_values_mean_unset() -> None:
         ("EVENTAPI_WORKERS", "-2"),
         ("EVENTAPI_LOG_LEVEL", "chatty"),
         ("EVENTAPI_CACHE_MAX_AGE", "-1"),
+        ("EVENTAPI_METRICS_DIR", "/dev/null"),
     ],
 )
 def test_bad_value_raises_one_error_naming_variable_value_and_form(variable: str, value: str) -> None:

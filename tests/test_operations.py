@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import pytest
 
@@ -12,6 +11,7 @@ from eventapi.settings import Settings
 from eventapi.store.memory import MemoryStore
 from eventapi.wiring import Worker
 from tests.support.asgi_client import call
+from tests.support.exposition import sample
 from tests.support.feeds import SampleFeed
 from tests.support.workers import worker
 
@@ -87,15 +87,6 @@ async def test_status_shows_the_lock_while_this_worker_refreshes() -> None:
     feed.gate.set()
     await refreshing
     assert (await call(service.app, "/status")).json()["lock_held"] is False
-
-
-def sample(exposition: str, name: str, **labels: str) -> float:
-    """One sample's value from the Prometheus text format."""
-    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(selector) + r"\}" if labels else "") + r" ([0-9.e+-]+)$"
-    found = re.search(pattern, exposition, re.MULTILINE)
-    assert found, f"{name} {labels} not in metrics"
-    return float(found.group(1))
 
 
 async def test_metrics_count_requests_latency_cache_and_refreshes() -> None:

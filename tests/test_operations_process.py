@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -12,6 +14,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import redis
 
 from eventapi.sim import Fault, SimServer
@@ -52,6 +55,54 @@ def test_metrics_add_up_every_workers_requests(sim: SimServer, tmp_path: Path) -
             ),
             "both workers' requests show in the metrics",
         )
+
+
+def test_promtool_accepts_the_metrics_of_a_two_worker_server(sim: SimServer, tmp_path: Path) -> None:
+    """Prometheus's own checker finds nothing to object to in what a real server exposes."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: apt-get install -y prometheus)")
+    settings = {"EVENTAPI_PROVIDER_URL": sim.url, "EVENTAPI_WORKERS": "2"}
+    with ServiceProcess(settings, tmp_path / "service.log") as service:
+        for path in (SEARCH, "/search?starts_at=nonsense", "/nowhere", "/events"):
+            raw_get(service.base_url + path)
+        status, exposition = raw_get(service.base_url + "/metrics")
+    assert status == 200 and b"eventapi_requests_total{" in exposition
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30, check=False
+    )
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, b"")
+
+
+def snapshot_pids(directory: Path) -> set[int]:
+    """The pids of the metrics snapshot files (`worker-<pid>-<id>.json`) in a directory."""
+    return {int(path.name.split("-")[1]) for path in directory.glob("worker-*.json")}
+
+
+def test_a_given_metrics_dir_holds_only_the_serving_workers_snapshots(
+    sim: SimServer, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """One snapshot per serving worker, marked final at exit; none from earlier runs or job servers."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "worker-4194000-0badcafe.json").write_bytes(b"{}")  # what an earlier run left
+    settings = {"EVENTAPI_PROVIDER_URL": sim.url, "EVENTAPI_WORKERS": "2",
+                "EVENTAPI_METRICS_DIR": str(directory),
+                "EVENTAPI_REDIS_URL": redis_url, "EVENTAPI_REDIS_PREFIX": redis_prefix}  # fmt: skip
+    with ServiceProcess(settings, tmp_path / "service.log") as service:
+        service.wait_until(lambda: service.get(SEARCH)[1]["data"]["events"], "a refresh is served")
+        workers: set[int] = set()
+
+        def both_workers_answered() -> bool:
+            workers.add(service.get("/status")[1]["instance"]["pid"])
+            return len(workers) == 2
+
+        service.wait_until(both_workers_answered, "both workers answered")
+        service.wait_until(lambda: snapshot_pids(directory) == workers, "each worker wrote its snapshot")
+        assert refresh_children(redis_prefix), "the job servers run"
+    assert snapshot_pids(directory) == workers
+    final = [json.loads(path.read_bytes()) for path in directory.glob("worker-*.json")]
+    assert all(snapshot["exited"] for snapshot in final), "each worker marked its last snapshot at exit"
 
 
 def test_logs_are_json_lines_and_the_access_log_is_off_by_default(sim: SimServer, tmp_path: Path) -> None:

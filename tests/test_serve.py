@@ -89,6 +89,8 @@ def test_bad_query_over_http_names_the_parameter(sim: SimServer, tmp_path: Path)
         ("EVENTAPI_REDIS_URL", "localhost:6379"),
         ("EVENTAPI_WORKERS", "0"),
         ("EVENTAPI_LOG_LEVEL", "LOUD"),
+        ("EVENTAPI_METRICS_DIR", "/dev/null"),  # not a directory
+        ("EVENTAPI_METRICS_DIR", "/dev/null/metrics"),  # cannot be made: found when serve starts
     ],
 )
 def test_bad_setting_stops_start_up_with_one_line_naming_it(variable: str, value: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,13 +16,11 @@ from eventapi.http.generation import GenerationWatcher
 from eventapi.http.response_cache import LruCache
 from eventapi.http.responses import Response, response
 from eventapi.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from eventapi.observability.metrics import Metrics
-from eventapi.refresh.loop import Outcome, Refresher, iso_utc
+from eventapi.refresh.loop import Refresher, iso_utc
 from eventapi.store import Store
 
 _NO_STORE = ((b"cache-control", b"no-store"),)
 _ALIVE = response(200, b'{"status":"ok"}', _NO_STORE)
-_COMPLETED = (Outcome.REFRESHED.value, Outcome.UNCHANGED.value, Outcome.FAILED.value)
 
 
 class Operations:
@@ -29,16 +28,15 @@ class Operations:
 
     def __init__(
         self, store: Store, refresher: Refresher, watcher: GenerationWatcher, cache: LruCache[Any, Any],
-        metrics: Metrics, tasks: BackgroundTasks,
+        exposition: Callable[[], bytes], tasks: BackgroundTasks,
     ) -> None:  # fmt: skip
         self._store = store
         self._refresher = refresher
         self._watcher = watcher
         self._cache = cache
-        self._metrics = metrics
+        self._exposition = exposition
         self._tasks = tasks
         self._started_at = iso_utc(time.time())
-        self._published_refreshes = 0
 
     async def healthz(self, scope: Scope) -> Response:
         """The process answers: no I/O, always fast."""
@@ -82,28 +80,8 @@ class Operations:
         return response(200, orjson.dumps(body), _NO_STORE)
 
     async def metrics(self, scope: Scope) -> Response:
-        self.publish()
-        return response(200, self._metrics.exposition(), _NO_STORE, content_type=METRICS_CONTENT_TYPE)
-
-    def publish(self) -> None:
-        """This worker's tallies into the exported metrics (every second, and before a scrape)."""
-        metrics, cache, status = self._metrics, self._cache, self._refresher.status
-        metrics.publish()
-        metrics.publish_lru(cache.hits, cache.misses, cache.evictions)
-        metrics.publish_runs(status.runs)
-        metrics.generation.set(self._watcher.current)
-        # Refresh figures once per refresh this worker completed: a refresh in progress has set
-        # its start time but still shows the previous refresh's figures.
-        completed = sum(status.runs[outcome] for outcome in _COMPLETED)
-        if completed != self._published_refreshes:
-            self._published_refreshes = completed
-            if status.last_duration is not None:
-                metrics.refresh_duration.observe(status.last_duration)
-            if status.last_error is None:
-                metrics.events_served.set(status.events_served)
-                metrics.provider_bytes.set(status.feed_bytes)
-                for kind, count in status.skipped_reasons.items():
-                    metrics.plans_skipped.labels(kind).inc(count)
+        """Every worker's metrics in the Prometheus text format."""
+        return response(200, self._exposition(), _NO_STORE, content_type=METRICS_CONTENT_TYPE)
 
     async def _fleet_refreshed_once(self) -> bool:
         fleet = await self._store.refresh_status()

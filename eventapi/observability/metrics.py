@@ -1,28 +1,44 @@
-"""Prometheus metrics, counted in plain ints on the hot path and published in batches.
+"""Prometheus metrics: plain-int tallies per request, one snapshot file per worker, summed per scrape.
 
-A prometheus-client call per request (a lock and, across Granian's worker processes, an mmap
-write) costs more than a whole cached search, so requests are tallied in dicts of ints and the
-deltas are published once a second and before each scrape. With PROMETHEUS_MULTIPROC_DIR set
-(`eventapi serve` sets it) every worker writes its own files and any worker's /metrics sums them.
+Why plain ints: docs/decisions/007-request-tallies-in-plain-ints.md. Each worker writes its running
+totals to `<EVENTAPI_METRICS_DIR>/worker-<pid>-<id>.json` once a second, before a scrape and at exit;
+`eventapi serve` sets that directory in its environment before Granian forks the workers, whose
+`create_app` reads it with the rest of Settings. prometheus-client's multiprocess mode is not used:
+it is switched on by a variable read at import, and batched histogram updates need its private parts.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import logging
 import os
+import shutil
+import tempfile
+import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest, multiprocess, values
-from prometheus_client import Counter as PromCounter
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from eventapi.errors import SettingsError
+from eventapi.refresh.loop import Outcome, RefreshStatus
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 REFRESH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-
-
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+# The outcomes of a refresh that ran (fetched, or tried to): its figures are counted once each.
+_COMPLETED = (Outcome.REFRESHED.value, Outcome.UNCHANGED.value, Outcome.FAILED.value)
+_SNAPSHOTS = "worker-*.json"
+_BEING_WRITTEN = ".worker-*.json.tmp"
 
 
 class RequestTally:
@@ -41,106 +57,330 @@ class RequestTally:
         buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.seconds[route] = self.seconds.get(route, 0.0) + seconds
 
-    def take(self) -> tuple[Counter[tuple[str, int]], dict[str, list[int]], dict[str, float]]:
-        """The tallies so far, leaving fresh ones behind."""
-        taken = self.requests, self.buckets, self.seconds
-        self.requests, self.buckets, self.seconds = Counter(), {}, {}
-        return taken
+
+class CacheCounters(Protocol):
+    """The response cache's running totals (http/response_cache.py's LruCache)."""
+
+    @property
+    def hits(self) -> int: ...
+
+    @property
+    def misses(self) -> int: ...
+
+    @property
+    def evictions(self) -> int: ...
 
 
-class Metrics:
-    """This worker's metrics; `publish()` moves tallied deltas into prometheus-client."""
+@dataclass(slots=True)
+class Histogram:
+    """Per-bucket counts (not cumulative; the last one is +Inf) and the sum of the observations."""
 
-    def __init__(self) -> None:
-        self.tally = RequestTally()
-        self._registry = CollectorRegistry()
-        registry = None if multiprocess_dir() else self._registry
-        if multiprocess_dir():
-            # prometheus-client picks its value storage when first imported. Granian forks its
-            # workers from a process that imported it before `serve` set the directory: pick again.
-            values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-        self.requests = PromCounter(
-            "eventapi_requests", "HTTP requests by route and status", ["route", "status"], registry=registry
+    counts: list[int]
+    total: float = 0.0
+
+    def add(self, other: Histogram) -> None:
+        self.counts = [mine + theirs for mine, theirs in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+
+    def cumulative(self, bounds: Sequence[float]) -> list[tuple[str, float]]:
+        running, cumulative = 0, []
+        for bound, count in zip([*bounds, float("inf")], self.counts, strict=True):
+            running += count
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+        return cumulative
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One worker's cumulative counters and current gauges, as written to its file."""
+
+    pid: int
+    exited: bool = False
+    requests: dict[tuple[str, int], int] = field(default_factory=dict)
+    latency: dict[str, Histogram] = field(default_factory=dict)
+    lru: dict[str, int] = field(default_factory=dict)
+    refresh_runs: dict[str, int] = field(default_factory=dict)
+    refresh_duration: Histogram = field(default_factory=lambda: Histogram([0] * (len(REFRESH_BUCKETS) + 1)))
+    plans_skipped: dict[str, int] = field(default_factory=dict)
+    generation: int = 0
+    events_served: int = 0
+    provider_bytes: int = 0
+    provider_bytes_at: float | None = None  # when provider_bytes was measured; None: never
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "pid": self.pid,
+                "exited": self.exited,
+                "requests": [[route, status, count] for (route, status), count in self.requests.items()],
+                "latency": {route: [h.counts, h.total] for route, h in self.latency.items()},
+                "lru": self.lru,
+                "refresh_runs": self.refresh_runs,
+                "refresh_duration": [self.refresh_duration.counts, self.refresh_duration.total],
+                "plans_skipped": self.plans_skipped,
+                "generation": self.generation,
+                "events_served": self.events_served,
+                "provider_bytes": self.provider_bytes,
+                "provider_bytes_at": self.provider_bytes_at,
+            }
         )
-        self.latency = Histogram(
-            "eventapi_request_duration_seconds",
-            "Time to answer a request, by route",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Snapshot:
+        """The snapshot in `raw` (written by `to_json`); ValueError, KeyError or TypeError if not one."""
+        fields: dict[str, Any] = orjson.loads(raw)
+        return cls(
+            pid=int(fields["pid"]),
+            exited=bool(fields["exited"]),
+            requests={(route, status): count for route, status, count in fields["requests"]},
+            latency={route: _histogram(pair, LATENCY_BUCKETS) for route, pair in fields["latency"].items()},
+            lru=dict(fields["lru"]),
+            refresh_runs=dict(fields["refresh_runs"]),
+            refresh_duration=_histogram(fields["refresh_duration"], REFRESH_BUCKETS),
+            plans_skipped=dict(fields["plans_skipped"]),
+            generation=fields["generation"],
+            events_served=fields["events_served"],
+            provider_bytes=fields["provider_bytes"],
+            provider_bytes_at=fields["provider_bytes_at"],
         )
-        self.lru = PromCounter(
-            "eventapi_lru", "Response cache look-ups by result", ["result"], registry=registry
+
+
+def _histogram(pair: list[Any], bounds: Sequence[float]) -> Histogram:
+    counts, total = pair
+    if len(counts) != len(bounds) + 1:
+        raise ValueError(f"{len(counts)} buckets, expected {len(bounds) + 1}")
+    return Histogram(counts, total)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
+class SnapshotCollector(Collector):
+    """The metric families of a set of snapshots: counters and histograms summed over all of them,
+    gauges over the workers still running (max, or the most recent provider figure)."""
+
+    def __init__(self, snapshots: Callable[[], Iterable[Snapshot]], is_alive: Callable[[int], bool]) -> None:
+        self._snapshots = snapshots
+        self._is_alive = is_alive
+
+    def collect(self) -> Iterator[Metric]:
+        requests: Counter[tuple[str, int]] = Counter()
+        latency: dict[str, Histogram] = {}
+        lru: Counter[str] = Counter()
+        runs: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
+        refresh_duration = Histogram([0] * (len(REFRESH_BUCKETS) + 1))
+        running: list[Snapshot] = []
+        for snapshot in self._snapshots():
+            requests.update(snapshot.requests)
+            for route, histogram in snapshot.latency.items():
+                latency.setdefault(route, Histogram([0] * len(histogram.counts))).add(histogram)
+            lru.update(snapshot.lru)
+            runs.update(snapshot.refresh_runs)
+            refresh_duration.add(snapshot.refresh_duration)
+            skipped.update(snapshot.plans_skipped)
+            if not snapshot.exited and self._is_alive(snapshot.pid):
+                running.append(snapshot)
+        by_route_and_status = CounterMetricFamily(
+            "eventapi_requests", "HTTP requests by route and status", labels=["route", "status"]
         )
-        self.refresh_runs = PromCounter(
-            "eventapi_refresh_runs", "Refresh cycles by outcome", ["outcome"], registry=registry
+        for (route, status), count in requests.items():
+            by_route_and_status.add_metric([route, str(status)], count)
+        yield by_route_and_status
+        by_route = HistogramMetricFamily(
+            "eventapi_request_duration_seconds", "Time to answer a request, by route", labels=["route"]
         )
-        self.refresh_duration = Histogram(
+        for route, histogram in latency.items():
+            by_route.add_metric([route], histogram.cumulative(LATENCY_BUCKETS), histogram.total)
+        yield by_route
+        yield _counter("eventapi_lru", "Response cache look-ups by result", "result", lru)
+        yield _counter("eventapi_refresh_runs", "Refresh cycles by outcome", "outcome", runs)
+        yield HistogramMetricFamily(
             "eventapi_refresh_duration_seconds",
             "Duration of refreshes that fetched a feed",
-            buckets=REFRESH_BUCKETS,
-            registry=registry,
+            buckets=refresh_duration.cumulative(REFRESH_BUCKETS),
+            sum_value=refresh_duration.total,
         )
-        self.plans_skipped = PromCounter(
-            "eventapi_plans_skipped", "Unreadable plans skipped, by kind", ["kind"], registry=registry
-        )
-        self.events_served = Gauge(
+        yield _counter("eventapi_plans_skipped", "Unreadable plans skipped, by kind", "kind", skipped)
+        yield GaugeMetricFamily(
             "eventapi_events_served",
             "Events served after the last refresh",
-            multiprocess_mode="max",
-            registry=registry,
+            value=max((snapshot.events_served for snapshot in running), default=0),
         )
-        self.generation = Gauge(
+        yield GaugeMetricFamily(
             "eventapi_generation",
             "Store generation this worker serves",
-            multiprocess_mode="max",
-            registry=registry,
+            value=max((snapshot.generation for snapshot in running), default=0),
         )
-        self.provider_bytes = Gauge(
+        measured = [snapshot for snapshot in running if snapshot.provider_bytes_at is not None]
+        latest = max(measured, key=lambda snapshot: snapshot.provider_bytes_at or 0.0, default=None)
+        yield GaugeMetricFamily(
             "eventapi_provider_response_bytes",
             "Size of the provider's last feed",
-            multiprocess_mode="mostrecent",
-            registry=registry,
+            value=0 if latest is None else latest.provider_bytes,
         )
-        self._lru_seen = {"hit": 0, "miss": 0, "eviction": 0}
-        self._runs_seen: Counter[str] = Counter()
+
+
+def _counter(name: str, documentation: str, label: str, counts: Counter[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in counts.items():
+        if count:
+            family.add_metric([value], count)
+    return family
+
+
+class MetricsPublisher:
+    """A worker's metrics: what it tallied and reads from its parts, written as its snapshot file
+    (when there is a directory) and exposed, summed with the other workers' files, on a scrape."""
+
+    def __init__(
+        self,
+        tally: RequestTally,
+        *,
+        cache: CacheCounters,
+        refreshes: RefreshStatus,
+        generation: Callable[[], int],
+        directory: Path | None,
+        pid: int | None = None,
+        is_alive: Callable[[int], bool] = pid_alive,
+    ) -> None:
+        self._tally = tally
+        self._cache = cache
+        self._refreshes = refreshes
+        self._generation = generation
+        self._directory = directory
+        self._exited = False
+        self._pid = os.getpid() if pid is None else pid
+        # The pid plus a random part: a later process given the same pid must not replace this file.
+        name = f"worker-{self._pid}-{uuid.uuid4().hex[:8]}.json"
+        self._path = None if directory is None else directory / name
+        self._refresh_duration = Histogram([0] * (len(REFRESH_BUCKETS) + 1))
+        self._plans_skipped: Counter[str] = Counter()
+        self._events_served = 0
+        self._provider_bytes = 0
+        self._provider_bytes_at: float | None = None
+        self._counted_refreshes = 0
+        self._is_alive = is_alive
+        self._written = b""
+        self._write_failing = False
 
     def publish(self) -> None:
-        """Move what was tallied since the last call into the exported metrics."""
-        requests, buckets, seconds = self.tally.take()
-        for (route, status), count in requests.items():
-            self.requests.labels(route, str(status)).inc(count)
-        for route, counts in buckets.items():
-            child = self.latency.labels(route)
-            # prometheus-client keeps non-cumulative per-bucket values: add each bucket's delta.
-            for index, count in enumerate(counts):
-                if count:
-                    child._buckets[index].inc(count)
-            child._sum.inc(seconds[route])
-
-    def publish_lru(self, hits: int, misses: int, evictions: int) -> None:
-        """Cache counters are running totals; export the growth since the last call."""
-        for result, total in (("hit", hits), ("miss", misses), ("eviction", evictions)):
-            if total > self._lru_seen[result]:
-                self.lru.labels(result).inc(total - self._lru_seen[result])
-            self._lru_seen[result] = total
-
-    def publish_runs(self, runs: Mapping[str, int]) -> None:
-        for outcome, total in runs.items():
-            if total > self._runs_seen[outcome]:
-                self.refresh_runs.labels(outcome).inc(total - self._runs_seen[outcome])
-                self._runs_seen[outcome] = total
+        """Write this worker's figures so far to its snapshot file (every second, before a scrape)."""
+        if self._path is None:
+            return
+        snapshot = self.snapshot().to_json()
+        if snapshot == self._written:
+            return  # an idle worker writes nothing
+        being_written = self._path.with_name(f".{self._path.name}.tmp")
+        try:
+            being_written.write_bytes(snapshot)
+            os.replace(being_written, self._path)  # readers see the old file or the new one, whole
+        except OSError as exc:
+            if not self._write_failing:
+                log.warning("metrics snapshot not written, /metrics lags this worker: %s", exc)
+            self._write_failing = True
+            return
+        self._written, self._write_failing = snapshot, False
 
     def exposition(self) -> bytes:
-        """The text format of every worker's metrics (or this process's, outside multiprocess mode)."""
-        directory = multiprocess_dir()
-        if directory is None:
-            return generate_latest(self._registry)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
+        """The text format of every worker's metrics (this process's alone without a directory)."""
+        if self._directory is None:
+            snapshot = self.snapshot()
+            return _exposition(lambda: [snapshot], self._is_alive)
+        self.publish()  # a scrape sees this worker's requests up to this one
+        return _exposition(self._read_snapshots, self._is_alive)
 
     def worker_exited(self) -> None:
-        directory = multiprocess_dir()
-        if directory is not None:
-            multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+        """Write one last snapshot, marked so that this worker's counters stay in the sums but its
+        gauges no longer count."""
+        self._exited = True
+        self.publish()
+
+    def snapshot(self) -> Snapshot:
+        """This worker's figures now."""
+        self._count_completed_refreshes()
+        tally, cache = self._tally, self._cache
+        buckets = tally.buckets.items()
+        return Snapshot(
+            pid=self._pid,
+            exited=self._exited,
+            requests=dict(tally.requests),
+            latency={route: Histogram(list(counts), tally.seconds[route]) for route, counts in buckets},
+            lru={"hit": cache.hits, "miss": cache.misses, "eviction": cache.evictions},
+            refresh_runs=dict(self._refreshes.runs),
+            refresh_duration=Histogram(list(self._refresh_duration.counts), self._refresh_duration.total),
+            plans_skipped=dict(self._plans_skipped),
+            generation=self._generation(),
+            events_served=self._events_served,
+            provider_bytes=self._provider_bytes,
+            provider_bytes_at=self._provider_bytes_at,
+        )
+
+    def _count_completed_refreshes(self) -> None:
+        # Once per refresh this worker completed: a refresh in progress has set its start time but
+        # still shows the previous refresh's figures.
+        status = self._refreshes
+        completed = sum(status.runs[outcome] for outcome in _COMPLETED)
+        if completed == self._counted_refreshes:
+            return
+        self._counted_refreshes = completed
+        if status.last_duration is not None:
+            self._refresh_duration.counts[bisect.bisect_left(REFRESH_BUCKETS, status.last_duration)] += 1
+            self._refresh_duration.total += status.last_duration
+        if status.last_error is None:
+            self._events_served = status.events_served
+            self._provider_bytes = status.feed_bytes
+            self._provider_bytes_at = status.last_success_at
+            self._plans_skipped.update(status.skipped_reasons)
+
+    def _read_snapshots(self) -> list[Snapshot]:
+        assert self._directory is not None
+        found = []
+        for path in self._directory.glob(_SNAPSHOTS):
+            try:
+                found.append(Snapshot.from_json(path.read_bytes()))
+            except FileNotFoundError:
+                continue  # wiped by a new server start
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("metrics snapshot %s unreadable, left out: %s", path.name, exc)
+        return found
+
+
+def _exposition(snapshots: Callable[[], Iterable[Snapshot]], is_alive: Callable[[int], bool]) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(snapshots, is_alive))
+    return generate_latest(registry)
+
+
+@contextlib.contextmanager
+def metrics_directory(given: str | None) -> Iterator[Path]:
+    """The workers' snapshot directory for one server run: the given one, wiped of an earlier run's
+    files, or a fresh temporary one removed at exit."""
+    if given:
+        directory = Path(given)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for stale in [*directory.glob(_SNAPSHOTS), *directory.glob(_BEING_WRITTEN)]:
+                stale.unlink(missing_ok=True)
+        except OSError as exc:
+            raise SettingsError(
+                f"EVENTAPI_METRICS_DIR={given!r} is invalid: expected a directory it can write to ({exc})"
+            ) from None
+        yield directory
+        return
+    # On tmpfs when there is one: rewriting a snapshot held the worker's loop 0.4-1 ms on this
+    # project's 2-core test VM's disk, about 0.1 ms on /dev/shm.
+    shared_memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    directory = Path(tempfile.mkdtemp(prefix="eventapi-metrics-", dir=shared_memory))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -32,9 +32,7 @@ class ChildProcessJob:
     """
 
     def __init__(self, settings: Settings, timeout: float) -> None:
-        # Without the workers' metrics directory: the child's own (empty) metrics must not mix in.
-        inherited = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
-        self._environ = {**inherited, **settings.to_environ()}
+        self._environ = {**os.environ, **settings.to_environ()}
         self._timeout = timeout
         self._server: _JobServer | None = None
 
