@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from eventapi import gc_policy
 from eventapi.background import BackgroundTasks
 from eventapi.http.app import EventApi, Observer
 from eventapi.http.asgi import Scope
@@ -21,10 +22,9 @@ from eventapi.http.generation import GenerationWatcher
 from eventapi.http.operations import Operations
 from eventapi.http.response_cache import LruCache
 from eventapi.http.routes import PREFIX_ROUTES, route_table
-from eventapi.http.search import CachedAnswer, SearchEndpoint
+from eventapi.http.search import Entry, RangeKey, SearchEndpoint
 from eventapi.observability.logs import configure_logging
 from eventapi.observability.metrics import MetricsPublisher, RequestTally
-from eventapi.query import TimeRange
 from eventapi.refresh.job_server import ChildProcessJob, serve_jobs
 from eventapi.refresh.loop import Outcome, Refresher
 from eventapi.refresh.provider import ProviderFeed, RetryPolicy
@@ -100,9 +100,13 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
         store, job, interval=settings.refresh_interval, lock_ttl=refresh_lock_ttl(settings),
         on_generation=watcher.observe,
     )  # fmt: skip
-    cache: LruCache[TimeRange, CachedAnswer] = LruCache(settings.lru_entries, settings.lru_bytes)
+    cache: LruCache[RangeKey, Entry] = LruCache(settings.lru_entries, settings.lru_bytes)
     search = SearchEndpoint(
-        DayCache(store, settings.day_cache_bytes), settings.tz, watcher, cache, settings.cache_max_age
+        DayCache(store, settings.day_cache_bytes, on_load=gc_policy.freeze_new_day_copy),
+        settings.tz,
+        watcher,
+        cache,
+        settings.cache_max_age,
     )
     tally = RequestTally()
     metrics = MetricsPublisher(
@@ -128,6 +132,7 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
         except BaseException:
             await resources.aclose()
             raise
+        gc_policy.freeze_start_up()
         loop = asyncio.get_running_loop()
         log.info(
             "worker ready: event loop %s.%s, store %s, provider %s",

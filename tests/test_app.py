@@ -195,5 +195,6 @@ def test_error_envelope_is_valid_json_for_any_message() -> None:
     from eventapi.errors import InvalidParameter
     from eventapi.http.responses import error_response
 
-    body = orjson.loads(error_response(InvalidParameter('bad "value" ✓')).body)
+    _, _, raw = error_response(InvalidParameter('bad "value" ✓'))
+    body = orjson.loads(raw)
     assert body["error"]["message"] == 'bad "value" ✓'

@@ -23,8 +23,9 @@ _ALLOW = ((b"allow", b"GET, HEAD"),)
 
 async def send_response(send: Send, response: Response, *, head: bool = False) -> None:
     """Exactly two ASGI messages; HEAD gets the headers of GET without the body."""
-    await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
-    await send({"type": "http.response.body", "body": b"" if head else response.body})
+    status, headers, body = response
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 class EventApi:
@@ -86,7 +87,7 @@ class EventApi:
                 response = internal_error_response()
         await send_response(send, response, head=method == "HEAD")
         if self._observe is not None:
-            self._observe(route, response.status, perf_counter() - started, scope)
+            self._observe(route, response[0], perf_counter() - started, scope)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import Callable
 
 from eventapi.query import TimeRange
 from eventapi.store import DayRead, Store
@@ -15,13 +16,13 @@ from eventapi.store import DayRead, Store
 class DayCache:
     """Day blobs of one generation, loaded whole when they fit in `max_bytes`."""
 
-    def __init__(self, store: Store, max_bytes: int) -> None:
+    def __init__(self, store: Store, max_bytes: int, on_load: Callable[[], None] = lambda: None) -> None:
         self._store = store
         self._max_bytes = max_bytes
+        self._on_load = on_load  # told once a new copy is in place (the worker freezes it for the GC)
         self._copy: DayRead | None = None
         self._too_big_generation: int | None = None
         self._loading: asyncio.Future[DayRead | None] | None = None
-        self.loads = 0
 
     async def read(self, time_range: TimeRange, generation: int) -> DayRead:
         """The day blobs of a range, all of one generation not older than `generation`."""
@@ -52,9 +53,9 @@ class DayCache:
 
     async def _load_once(self) -> DayRead | None:
         everything = await self._store.read_days(None, None)
-        self.loads += 1
         if sum(len(blob) for blob in everything.day_blobs) > self._max_bytes:
             self._too_big_generation = everything.generation
             return None
         self._copy = everything
+        self._on_load()
         return everything

@@ -34,6 +34,11 @@ class LruCache(Generic[K, V]):
         self.hits += 1
         return found[0]
 
+    def peek(self, key: K) -> V | None:
+        """The value under `key` without counting a look-up or moving it up."""
+        found = self._entries.get(key)
+        return None if found is None else found[0]
+
     def put(self, key: K, value: V, size: int) -> None:
         """Insert or replace; a value larger than the byte bound is not kept at all."""
         previous = self._entries.pop(key, None)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 import orjson
 
 from eventapi.errors import PublicError
 
 JSON = b"application/json"
-Headers = list[tuple[bytes, bytes]]
+Headers = tuple[tuple[bytes, bytes], ...]
 
 # Every public error code and its status; tests/test_openapi_consistency.py holds the OpenAPI
 # document (eventapi/http/openapi.json) and the PublicError classes to it.
@@ -24,21 +23,21 @@ ERROR_STATUS: Mapping[str, int] = {
 INTERNAL_ERROR_MESSAGE = "Internal error: the failure has been logged."
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A finished response, headers complete: built once, it can be cached and sent again and again."""
-
-    status: int
-    body: bytes
-    headers: Headers
+# A finished response, headers complete: (status, headers, body). Plain tuples of bytes and ints, so
+# one built once can be cached and sent again and again, and the cyclic GC never walks a cached one
+# (docs/decisions/011-no-collector-stalls.md).
+Response = tuple[int, Headers, bytes]
 
 
 def response(
     status: int, body: bytes, extra_headers: Iterable[tuple[bytes, bytes]] = (), content_type: bytes = JSON
 ) -> Response:
     """A response with content-type and content-length (the length of GET's body, also for HEAD)."""
-    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *extra_headers]
-    return Response(status, body, headers)
+    return (
+        status,
+        ((b"content-type", content_type), (b"content-length", b"%d" % len(body)), *extra_headers),
+        body,
+    )
 
 
 def error_response(error: PublicError, extra_headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:

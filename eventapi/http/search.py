@@ -1,28 +1,46 @@
-"""GET /search over HTTP: query memo, the worker's LRU, ETags and 304s in front of the store.
+"""GET /search over HTTP: query memo, the worker's LRU of finished answers per encoding, ETags and 304s.
 
-Responses are cached finished, headers included (docs/decisions/003-per-worker-response-cache.md).
+Answers are cached finished, headers included (docs/decisions/003-per-worker-response-cache.md), as
+plain tuples the cyclic GC never walks (decision 011); an encoding is compressed once, the first
+time it is asked for (decision 012).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import gzip
 from datetime import tzinfo
 
 from eventapi.days import select
 from eventapi.http.asgi import Scope
 from eventapi.http.day_copy import DayCache
 from eventapi.http.generation import UNKNOWN, GenerationWatcher
+from eventapi.http.negotiation import IDENTITY, choose_encoding
 from eventapi.http.response_cache import LruCache
 from eventapi.http.responses import Response, response
 from eventapi.query import TimeRange, parse_query
 
-# Raw query strings already parsed, so a hit skips the date parsing; cleared when full, which
-# bounds it whatever strings a client invents.
+# Raw query strings and Accept-Encoding values already read, so a hit parses nothing; each memo is
+# cleared when full, which bounds it whatever strings clients invent.
 _MAX_MEMOIZED_QUERIES = 16_384
+_MAX_MEMOIZED_ENCODINGS = 1_024
+# gzip only: deflate level 3 is the smallest of zlib's fast levels and the first to shrink the
+# popular answer fourfold; below MIN_COMPRESSED_BYTES a gzip answer saves too little to pay for
+# itself (docs/decisions/012-pre-compressed-answers.md). nginx's gzip_min_length is the same.
+ENCODINGS = ("gzip",)
+GZIP_LEVEL = 3
+MIN_COMPRESSED_BYTES = 512
 # On answers given from this worker's memory while the store cannot be reached.
 STALE_HEADER = (b"x-eventapi-stale", b"1")
+VARY_HEADER = (b"vary", b"accept-encoding")
 ENVELOPE_HEAD = b'{"data":{"events":['
 ENVELOPE_TAIL = b']},"error":null}'
+
+# The normalized range, (starts_at, ends_at) in local seconds: equal ranges are equal queries.
+RangeKey = tuple[int | None, int | None]
+# One encoding of an answer: its validator, the 200, the 200 marked stale, and the 304.
+Variant = tuple[bytes, Response, Response, Response]
+# An LRU entry: the generation it belongs to, and its encodings so far, identity first.
+Entry = tuple[int, tuple[tuple[str, Variant], ...]]
 
 
 def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
@@ -31,22 +49,11 @@ def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
     return ENVELOPE_HEAD + b",".join(part for part in parts if part) + ENVELOPE_TAIL
 
 
-@dataclass(frozen=True, slots=True)
-class CachedAnswer:
-    """A finished search response and its 304, for one range at one generation."""
-
-    generation: int
-    etag: bytes
-    ok: Response
-    not_modified: Response
-    stale: Response  # `ok` marked as served while the store cannot be reached
-
-
-def etag_for(generation: int, time_range: TimeRange) -> bytes:
-    """Strong validator: the same generation and the same normalized range mean the same bytes."""
-    starts = "" if time_range.starts_at is None else time_range.starts_at
-    ends = "" if time_range.ends_at is None else time_range.ends_at
-    return f'"g{generation}.{starts}.{ends}"'.encode()
+def etag_for(generation: int, key: RangeKey, encoding: str = IDENTITY) -> bytes:
+    """Strong validator: the same generation, normalized range and encoding mean the same bytes."""
+    starts, ends = ("" if bound is None else bound for bound in key)
+    suffix = "" if encoding == IDENTITY else f".{encoding}"
+    return f'"g{generation}.{starts}.{ends}{suffix}"'.encode()
 
 
 def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
@@ -54,13 +61,6 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     if if_none_match.strip() == b"*":
         return True
     return any(candidate.strip().removeprefix(b"W/") == etag for candidate in if_none_match.split(b","))
-
-
-def if_none_match_of(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"if-none-match":
-            return bytes(value)
-    return None
 
 
 class SearchEndpoint:
@@ -71,55 +71,102 @@ class SearchEndpoint:
         days: DayCache,
         tz: tzinfo,
         watcher: GenerationWatcher,
-        cache: LruCache[TimeRange, CachedAnswer],
+        cache: LruCache[RangeKey, Entry],
         max_age: int,
     ) -> None:
         self.days = days
         self._tz = tz
         self._watcher = watcher
         self.cache = cache
-        self._cache_control = b"public, max-age=%d" % max_age
-        self._ranges: dict[bytes, TimeRange] = {}
+        self._cache_control = (b"cache-control", b"public, max-age=%d" % max_age)
+        self._ranges: dict[bytes, RangeKey] = {}
+        self._encodings: dict[bytes | None, str] = {}
 
-    def time_range(self, query_string: bytes) -> TimeRange:
+    def range_key(self, query_string: bytes) -> RangeKey:
         """Parse (or recall) a query string; InvalidParameter for a bad one."""
-        time_range = self._ranges.get(query_string)
-        if time_range is None:
+        key = self._ranges.get(query_string)
+        if key is None:
             time_range = parse_query(query_string, self._tz)
+            key = (time_range.starts_at, time_range.ends_at)
             if len(self._ranges) >= _MAX_MEMOIZED_QUERIES:
                 self._ranges.clear()
-            self._ranges[query_string] = time_range
-        return time_range
+            self._ranges[query_string] = key
+        return key
+
+    def encoding(self, accept_encoding: bytes | None) -> str:
+        """The encoding an Accept-Encoding value asks for among ours (or recall it)."""
+        encoding = self._encodings.get(accept_encoding)
+        if encoding is None:
+            encoding = choose_encoding(accept_encoding, ENCODINGS)
+            if len(self._encodings) >= _MAX_MEMOIZED_ENCODINGS:
+                self._encodings.clear()
+            self._encodings[accept_encoding] = encoding
+        return encoding
 
     async def __call__(self, scope: Scope) -> Response:
-        time_range = self.time_range(scope["query_string"])
-        if_none_match = if_none_match_of(scope)
+        key = self.range_key(scope["query_string"])
+        if_none_match = accept_encoding = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                if_none_match = bytes(value)
+            elif name == b"accept-encoding":
+                accept_encoding = bytes(value)
+        encoding = self.encoding(accept_encoding)
         generation = self._watcher.current
-        cached = self.cache.get(time_range)
-        if cached is None or cached.generation != generation:
+        entry = self.cache.get(key)
+        if entry is None or entry[0] != generation:
             if if_none_match is not None and generation != UNKNOWN:
-                etag = etag_for(generation, time_range)
+                # Revalidated without touching the store. Only the etag of the encoding asked for
+                # can match: a client holds a gzip etag only for an answer large enough to compress.
+                etag = etag_for(generation, key, encoding)
                 if etag_matches(if_none_match, etag):
-                    return self._not_modified(etag)  # revalidated without touching the store
-            cached = await self._fill(time_range)
-        if if_none_match is not None and etag_matches(if_none_match, cached.etag):
-            return cached.not_modified
-        return cached.ok if self._watcher.store_reachable else cached.stale
+                    return self._not_modified(etag)
+            entry = await self._fill(key)
+        etag, ok, stale, not_modified = self._variant(key, entry, encoding)
+        if if_none_match is not None and etag_matches(if_none_match, etag):
+            return not_modified
+        return ok if self._watcher.store_reachable else stale
 
-    async def _fill(self, time_range: TimeRange) -> CachedAnswer:
+    async def _fill(self, key: RangeKey) -> Entry:
+        time_range = TimeRange(*key)
         day_read = await self.days.read(time_range, self._watcher.current)
         generation, body = day_read.generation, assemble(day_read.day_blobs, time_range)
         self._watcher.observe(generation)
-        etag = etag_for(generation, time_range)
-        headers = ((b"cache-control", self._cache_control), (b"etag", etag))
-        answer = CachedAnswer(
-            generation, etag, response(200, body, headers), self._not_modified(etag),
-            response(200, body, (*headers, STALE_HEADER)),
-        )  # fmt: skip
+        entry: Entry = (generation, ((IDENTITY, self._build(generation, key, IDENTITY, body, ())),))
         if generation == self._watcher.current:
-            self.cache.put(time_range, answer, len(body))
-        return answer
+            self.cache.put(key, entry, len(body))
+        return entry
+
+    def _variant(self, key: RangeKey, entry: Entry, encoding: str) -> Variant:
+        """The entry's answer in `encoding`, compressed now (and cached) if this is the first ask."""
+        generation, variants = entry
+        for name, variant in variants:
+            if name == encoding:
+                return variant
+        identity = variants[0][1]
+        body = identity[1][2]
+        if len(body) < MIN_COMPRESSED_BYTES:
+            return identity
+        compressed = gzip.compress(body, GZIP_LEVEL, mtime=0)  # mtime 0: every worker makes the same bytes
+        variant = self._build(generation, key, encoding, compressed, ((b"content-encoding", b"gzip"),))
+        if self.cache.peek(key) is entry:  # grows the entry in place of the one it was built from
+            size = sum(len(each[1][1][2]) for each in variants) + len(compressed)
+            self.cache.put(key, (generation, (*variants, (encoding, variant))), size)
+        return variant
+
+    def _build(
+        self,
+        generation: int,
+        key: RangeKey,
+        encoding: str,
+        body: bytes,
+        extra: tuple[tuple[bytes, bytes], ...],
+    ) -> Variant:
+        etag = etag_for(generation, key, encoding)
+        headers = (self._cache_control, (b"etag", etag), VARY_HEADER, *extra)
+        ok = response(200, body, headers)
+        return etag, ok, response(200, body, (*headers, STALE_HEADER)), self._not_modified(etag)
 
     def _not_modified(self, etag: bytes) -> Response:
         # No content-length: in a 304 it would have to be the 200 body's length (RFC 9110 §8.6).
-        return Response(304, b"", [(b"cache-control", self._cache_control), (b"etag", etag)])
+        return 304, (self._cache_control, (b"etag", etag), VARY_HEADER), b""

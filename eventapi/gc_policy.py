@@ -1,0 +1,27 @@
+"""Keeping the cyclic garbage collector off the serving path (docs/decisions/011-no-collector-stalls.md).
+
+A full collection walks every tracked object: the tens of thousands that imports and start-up leave
+behind would be walked again and again. Frozen, they are out of its reach; what the worker keeps
+later (cached answers, day copies) is kept in forms it does not track.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def freeze_start_up() -> None:
+    """Collect what start-up left as garbage, then move everything still alive out of the GC's reach."""
+    gc.collect()
+    gc.freeze()
+
+
+def freeze_new_day_copy() -> None:
+    """Move a freshly loaded day copy (and whatever else is alive) out of the GC's reach.
+
+    Only the young generations are collected first (a full collection would be the very pause
+    this avoids): that frees young cyclic garbage and lets the GC stop tracking young tuples of
+    atoms, which frozen would stay tracked, and keep tracked every tuple that holds them.
+    """
+    gc.collect(1)
+    gc.freeze()
