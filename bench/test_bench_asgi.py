@@ -203,6 +203,12 @@ def services(
         run(store.close())
 
 
+@pytest.fixture(params=STORES)
+def service(request: pytest.FixtureRequest, services: dict[str, Worker]) -> Worker:
+    """The seeded service on each store in turn."""
+    return services[request.param]
+
+
 @pytest.fixture(scope="module")
 def month_answer(bench_loop: asyncio.AbstractEventLoop, services: dict[str, Worker]) -> bytes:
     """The body of the month's answer (the same from both stores)."""
@@ -262,16 +268,13 @@ def test_harness_floor(benchmark: BenchmarkFixture, bench_loop: asyncio.Abstract
 
 
 @pytest.mark.benchmark(group=HIT_GROUP, timer=per_request_clock(HIT_BATCH))
-@pytest.mark.parametrize("store", STORES)
 def test_hit(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,
-    services: dict[str, Worker],
+    service: Worker,
     month_answer: bytes,
-    store: str,
 ) -> None:
     """The same month again: the memoized range, then the LRU's finished response; no store read."""
-    service = services[store]
     caller, scope = Caller(bench_loop, service.app), search_scope(range_query(MONTH))
     caller.one(scope)  # in the LRU from here on, whatever ran before
     _, misses = time_batches_counting_misses(benchmark, service, caller, same_batch(scope, HIT_BATCH), 200)
@@ -282,15 +285,12 @@ def test_hit(
 
 
 @pytest.mark.benchmark(group=HIT_GROUP, timer=per_request_clock(HIT_BATCH))
-@pytest.mark.parametrize("store", STORES)
 def test_revalidation_304(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,
-    services: dict[str, Worker],
-    store: str,
+    service: Worker,
 ) -> None:
     """If-None-Match with the current ETag of a cached range: a 304 without a body."""
-    service = services[store]
     caller = Caller(bench_loop, service.app)
     etag = caller.one(search_scope(range_query(MONTH)))[1][b"etag"]
     scope = search_scope(range_query(MONTH), [*CLIENT_HEADERS, (b"if-none-match", etag)])
@@ -305,16 +305,13 @@ def test_revalidation_304(
 
 
 @pytest.mark.benchmark(group=MISS_GROUP, timer=per_request_clock(MISS_BATCH))
-@pytest.mark.parametrize("store", STORES)
 def test_miss(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,
-    services: dict[str, Worker],
+    service: Worker,
     month_answer: bytes,
-    store: str,
 ) -> None:
     """A month never asked before: parse the query, read the store, assemble, cache."""
-    service = services[store]
     caller, batches = Caller(bench_loop, service.app), distinct_batches(MONTH, MISS_BATCH)
     requests, misses = time_batches_counting_misses(benchmark, service, caller, batches, 60)
     assert misses == requests
