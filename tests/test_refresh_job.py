@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -18,9 +17,7 @@ from eventapi.refresh.job_server import ChildProcessJob
 from eventapi.settings import Settings
 from eventapi.sim import Fault, SimServer
 from eventapi.store.redis import RedisStore
-
-T = TypeVar("T")
-WAIT_SECONDS = 10.0
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -169,17 +166,6 @@ async def test_close_leaves_no_process(job: ChildProcessJob) -> None:
     await job()
     await job.close()
     assert job.server_pid is None and children_of(os.getpid()) == []
-
-
-async def wait_for(probe: Callable[[], T], what: str) -> T:
-    """The probe's first truthy value, polled for up to WAIT_SECONDS."""
-    try:
-        async with asyncio.timeout(WAIT_SECONDS):
-            while not (found := probe()):
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not within {WAIT_SECONDS} s") from None
-    return found
 
 
 async def stored_generation(settings: Settings) -> int:
