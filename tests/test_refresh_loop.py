@@ -158,7 +158,7 @@ async def test_fleet_refreshes_once_per_interval(sim: SimServer, redis_url: str,
             await store.close()
 
 
-async def test_refresh_waits_while_another_instance_holds_the_lock(service: Worker) -> None:
+async def test_refresh_is_skipped_while_another_instance_holds_the_lock(service: Worker) -> None:
     """A lock held elsewhere (even for a forced refresh) means skip, not a second concurrent refresh."""
     assert await service.store.try_lock("someone-else", 10_000)
     assert await service.refresher.refresh_once(force=True) == Outcome.SKIPPED_LOCKED
