@@ -53,6 +53,7 @@ from typing import Any, NamedTuple
 import aiohttp
 
 from tests.support.processes import REPO_ROOT, Processes, clean_env, run_harness
+from tests.support.service_process import get_json
 from tests.support.stack import seed_store, start_redis, start_service, start_simulator
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -213,15 +214,6 @@ def service_settings(options: Options) -> dict[str, str]:
     }
 
 
-def http_get_json(url: str) -> tuple[int, Any]:
-    """Status and decoded body of a GET; (0, None) while nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except (OSError, ValueError):
-        return 0, None
-
-
 def worker_pid(processes: Processes) -> int:
     """The Granian worker's pid, from its "worker ready" log line, checked to be the server's child."""
     log_path = processes.log_path("service")
@@ -242,7 +234,7 @@ def worker_pid(processes: Processes) -> int:
 
 def searches_answer(base_url: str) -> bool | None:
     """True once the popular month's search answers 200 with events, None before."""
-    status, body = http_get_json(base_url + POPULAR_MONTH)
+    status, body = get_json(base_url + POPULAR_MONTH)
     return True if status == 200 and body and body["data"]["events"] else None
 
 

@@ -53,6 +53,17 @@ def http(method: str, url: str, payload: object = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def get_json(url: str) -> tuple[int, Any]:
+    """Status and decoded JSON body of a GET; (0, None) while nothing listens."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, orjson.loads(error.read())
+    except OSError:  # refused, reset or timed out: no answer (yet)
+        return 0, None
+
+
 def answers_200(url: str) -> Callable[[], bool]:
     """A readiness probe: whether a GET of `url` answers 200 (False while nothing listens)."""
 
@@ -131,13 +142,7 @@ class ServiceProcess:
 
     def get(self, path: str) -> tuple[int, Any]:
         """Status and decoded JSON body of a GET; (0, None) while nothing listens."""
-        try:
-            with urllib.request.urlopen(self.base_url + path, timeout=5) as response:
-                return response.status, orjson.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, orjson.loads(error.read())
-        except (urllib.error.URLError, ConnectionError):
-            return 0, None
+        return get_json(self.base_url + path)
 
     def wait_until(self, condition: Callable[[], object], what: str, deadline: float = 20.0) -> None:
         """Poll a condition until it holds; fail with the service's log if it exits or the deadline passes."""
