@@ -11,7 +11,7 @@ SOAK_ARGS ?=
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 PIP := $(VENV_PY) -m pip install --disable-pip-version-check --quiet
-LINT_PATHS := $(wildcard eventapi tests bench)
+LINT_PATHS := $(wildcard eventapi tests bench loadtest)
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
