@@ -101,6 +101,7 @@ async def test_bad_query_gets_400_in_the_error_envelope(service: Worker) -> None
 
 
 async def test_unknown_path_is_404_in_the_envelope(service: Worker) -> None:
+    """A path the API does not have is a 404 in the same envelope as every other error."""
     reply = await call(service.app, "/searches")
     assert (reply.status, reply.json()["error"]["code"]) == (404, "not_found")
 

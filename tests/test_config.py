@@ -89,6 +89,7 @@ def test_blank_values_mean_unset() -> None:
     ],
 )
 def test_bad_value_raises_one_error_naming_variable_value_and_form(variable: str, value: str) -> None:
+    """A misconfigured deployment fails at start-up with one line saying what to fix."""
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({variable: value})
     message = str(caught.value)

@@ -44,6 +44,7 @@ async def feed(sim: SimServer, sleep: RecordedSleep) -> AsyncIterator[ProviderFe
 
 
 async def test_fetch_parses_the_providers_answer(feed: ProviderFeed) -> None:
+    """A healthy provider's answer arrives over HTTP and parses to its three base plans."""
     parsed = await feed.fetch()
     assert {e.base_plan_id for e in parsed.events} == {"291", "322", "1591"}
 

@@ -75,6 +75,7 @@ async def test_three_sample_answers_give_the_latest_values_and_keep_vanished_eve
 
 
 async def test_ids_are_stable_across_refreshes(service: Worker) -> None:
+    """Event ids depend on the plan, not on when it was fetched, so clients can keep them."""
     await service.refresher.refresh_once(force=True)
     before = {title: e["id"] for title, e in (await search(service)).items()}
     await service.refresher.refresh_once(force=True)

@@ -59,6 +59,7 @@ async def get(service: Worker, query: bytes = RANGE, if_none_match: bytes | None
 
 
 async def test_second_identical_search_is_served_from_the_lru(service: Worker) -> None:
+    """A repeated search is answered from memory without reading the store."""
     first, second = await get(service), await get(service)
     assert first.body == second.body and reads(service) == 1
 
@@ -76,6 +77,7 @@ async def test_equivalent_spellings_share_one_lru_entry(service: Worker) -> None
 
 
 async def test_search_has_a_strong_etag_and_revalidates_to_304(service: Worker) -> None:
+    """Clients and CDNs revalidate with the ETag and get an empty 304 while nothing changed."""
     first = await get(service)
     etag = first.headers["etag"]
     assert etag.startswith('"') and not etag.startswith("W/")
@@ -85,6 +87,7 @@ async def test_search_has_a_strong_etag_and_revalidates_to_304(service: Worker) 
 
 
 async def test_etag_is_shared_by_equivalent_spellings(service: Worker) -> None:
+    """Two spellings of one range are one answer, so one validator serves both."""
     etag = (await get(service, b"starts_at=2021-07-01")).headers["etag"]
     assert (await get(service, b"starts_at=2021-06-30T22:00:00Z", if_none_match=etag.encode())).status == 304
 
@@ -112,6 +115,7 @@ async def test_stale_etag_gets_the_new_body(service: Worker) -> None:
 
 
 async def test_new_generation_is_served_instead_of_the_cached_answer(service: Worker) -> None:
+    """After a merge the cached answer of the old generation is not served any more."""
     await get(service)
     await merge(service, [event("c", day=3)])
     assert (await get(service)).json()["data"]["events"][-1]["id"] == event_id("c", "1")
@@ -137,6 +141,7 @@ async def test_identical_feed_keeps_cached_answers_valid(service: Worker) -> Non
     ],
 )
 def test_if_none_match_uses_weak_comparison(header: bytes, matches: bool) -> None:
+    """If-None-Match compares weakly (RFC 9110): W/ tags, lists and * match; a bare token does not."""
     assert etag_matches(header, b'"g1.2.3"') is matches
 
 
@@ -149,6 +154,7 @@ async def test_head_and_304_carry_the_same_validator(service: Worker) -> None:
 
 
 async def test_flood_of_distinct_ranges_keeps_the_lru_bounded(service: Worker) -> None:
+    """Clients inventing a new range per request cannot grow the cache past its bound."""
     for second in range(500):
         await get(service, b"starts_at=2021-07-01T00:%02d:%02d" % divmod(second, 60))
     cache = service.search.cache
