@@ -11,7 +11,7 @@ SOAK_ARGS ?=
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 PIP := $(VENV_PY) -m pip install --disable-pip-version-check --quiet
-LINT_PATHS := $(wildcard eventapi tests bench)
+LINT_PATHS := $(wildcard eventapi tests bench loadtest)
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
@@ -59,7 +59,7 @@ bench-http: $(VENV)/.installed-bench ## wrk against the service and a same-run r
 
 bench-stall: $(VENV)/.installed-bench ## search latency and worker RSS while a 105 MB feed refreshes (BENCH_STALL_ARGS=... passed on)
 	bash .ci/ensure-redis-server
-	$(VENV_PY) bench/refresh_stall.py $(BENCH_STALL_ARGS)
+	$(VENV_PY) -m bench.refresh_stall $(BENCH_STALL_ARGS)
 
 load: $(VENV)/.installed-load ## locust against Redis, the simulator and 2 workers (SCENARIO=steady|spike|provider-trouble, LOAD_ARGS=...)
 	bash .ci/ensure-redis-server

@@ -16,7 +16,7 @@ It is measured before and after the service and the mean is used, so drift shows
     .venv/bin/python -m bench.http_bench --scenario hits --duration 5 --keep-logs
 
 The processes (redis-server, the simulator, the service) are started and stopped by the same
-harness as the load tests, loadtest/stack.py.
+harness as the load tests, tests/support/stack.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,30 +38,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import granian
 import redis
 
 from eventapi.store.redis import RedisStore
-from loadtest.stack import (
-    HOST,
-    PYTHON,
-    ROOT,
-    Processes,
-    StackError,
-    answers_200,
-    clean_env,
-    free_port,
-    seed_store,
-    start_redis,
-    start_service,
-    start_simulator,
-    wait_until,
-)
+from tests.support.ports import HOST, free_port
+from tests.support.processes import REPO_ROOT, Processes, clean_env, run_harness
+from tests.support.service_process import answers_200
+from tests.support.stack import seed_store, start_redis, start_service, start_simulator
 
-RESULTS = ROOT / "bench" / "results"
+RESULTS = REPO_ROOT / "bench" / "results"
 
 POPULAR_PATH = "/search?starts_at=2027-03-01&ends_at=2027-03-31"
 GENERATED_YEAR = "2027"  # the simulator's events span 365 days from 2027-01-01; misses stay inside
@@ -99,7 +86,7 @@ TARGETS: Mapping[str, Target] = {
 
 class BenchError(Exception):
     """The harness could not measure: an answer was wrong, wrk failed (a process that did not
-    start is loadtest.stack's StackError)."""
+    start is a ProcessError)."""
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
@@ -179,16 +166,18 @@ def start_reference(processes: Processes, popular: Popular, workers: int) -> str
     options = (
         f"--interface asgi --loop uvloop --workers {workers} --host {HOST} --port {port} --log-level warning"
     )
-    command = [PYTHON, "-m", "granian", *options.split(), "bench.reference_app:app"]
+    command = [sys.executable, "-m", "granian", *options.split(), "bench.reference_app:app"]
     env = clean_env(
-        PYTHONPATH=str(ROOT),
-        BENCH_REFERENCE_BODY=str(popular.body_path),
-        BENCH_REFERENCE_STATUS=str(popular.status),
-        BENCH_REFERENCE_HEADERS=json.dumps(popular.headers),
+        {
+            "PYTHONPATH": str(REPO_ROOT),
+            "BENCH_REFERENCE_BODY": str(popular.body_path),
+            "BENCH_REFERENCE_STATUS": str(popular.status),
+            "BENCH_REFERENCE_HEADERS": json.dumps(popular.headers),
+        }
     )
-    process = processes.start("reference", command, env)
+    processes.start("reference", command, env)
     url = f"http://{HOST}:{port}"
-    wait_until(answers_200(url + popular.path), "reference app", process, processes.log_path("reference"))
+    processes.wait_until("reference", answers_200(url + popular.path), "the reference app answers")
     answer = http_get(url + popular.path)
     expected = (popular.status, popular.headers, popular.body_path.read_bytes())
     if (answer.status, answer.mirrored_headers(), answer.body) != expected:
@@ -326,7 +315,7 @@ class Wrk:
             str(self.threads),
             str(self.next_distinct),
         ]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60)
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=seconds + 60)
         self.runs += 1
         (self.outputs / f"wrk-{self.runs:02d}-{label}.txt").write_text(done.stdout + done.stderr)
         shown = " ".join(f"'{arg}'" if "?" in arg else arg for arg in command)
@@ -360,7 +349,7 @@ def measure(options: argparse.Namespace, run_dir: Path) -> Measured:
         wrk = Wrk(options.connections, options.threads, options.duration, run_dir, meter)
         redis_url = start_redis(processes)
         feed_url = start_simulator(processes, options.plans, options.zones)
-        print(f"bench-http: seeded the store: {seed_store(redis_url, feed_url)}")
+        print(f"bench-http: seeded the store: {seed_store(processes, redis_url, feed_url)}")
         processes.stop("sim")  # nothing to fetch from now on: a refresh could only fail, and would show
         store_before = store_marks(redis_url)
         service_settings = {"EVENTAPI_WORKERS": str(options.workers), "EVENTAPI_LOG_LEVEL": "WARNING",
@@ -505,7 +494,7 @@ def warnings_of(measured: Measured, verdicts: list[Verdict]) -> list[str]:
 def environment_facts() -> dict[str, Any]:
     """What the numbers depend on, read-only: machine, versions, and eventapi/'s uncommitted edits."""
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    git = ["git", "--no-optional-locks", "-C", str(ROOT)]
+    git = ["git", "--no-optional-locks", "-C", str(REPO_ROOT)]
     commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
     edits = subprocess.run([*git, "status", "--porcelain", "--", "eventapi"], capture_output=True, text=True)
     return {
@@ -560,7 +549,7 @@ def report(options: argparse.Namespace, measured: Measured, run_dir: Path, start
         "passed": passed,
     }
     path = write_results(results, started)
-    print(f"results: {path.relative_to(ROOT)} and bench/results/http-latest.json")
+    print(f"results: {path.relative_to(REPO_ROOT)} and bench/results/http-latest.json")
     print("PASS" if passed else "FAIL")
     return passed
 
@@ -597,30 +586,21 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     return options
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the code that stops every process
-
-
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    # Even when started with SIGINT ignored (a background job of a script), Ctrl-C or kill -INT stops it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = datetime.now(UTC)
     run_dir = Path(tempfile.mkdtemp(prefix="eventapi-bench-http-"))
-    keep_logs = True  # unless the run completes and passes without --keep-logs
-    try:
+    passed = False
+
+    def bench() -> int:
+        nonlocal passed
         passed = report(options, measure(options, run_dir), run_dir, started)
-        keep_logs = options.keep_logs or not passed
         return 0 if passed or options.no_fail else 1
-    except (BenchError, StackError) as exc:
-        print(f"bench-http: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("bench-http: interrupted; every process it started is stopped", file=sys.stderr)
-        return 130
+
+    try:
+        return run_harness("bench-http", bench, (BenchError,))
     finally:
-        if keep_logs:
+        if options.keep_logs or not passed:
             print(f"service log: {run_dir / 'service.log'} (all logs and wrk outputs kept in {run_dir})")
         else:
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ high-water marks. The CPU used by other processes is measured too: the box may b
 they loaded is measured again (--attempts).
 
 Linux only (/proc). From the repository root: `make bench-stall` (BENCH_STALL_ARGS=... passed on), or
-`.venv/bin/python bench/refresh_stall.py [--no-fail]`. Another version of the service, e.g. before a
+`.venv/bin/python -m bench.refresh_stall [--no-fail]`. Another version of the service, e.g. before a
 change: `git archive REV | tar -x -C DIR`, then `--source DIR`. Results: bench/results/stall-latest.json,
 the processes' logs: bench/results/stall-logs/. Exit status 1 when a target is missed (unless
 --no-fail), 2 when the measurement itself could not be made.
@@ -35,12 +35,9 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -51,13 +48,14 @@ from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import aiohttp
 
-T = TypeVar("T")
+from tests.support.processes import REPO_ROOT, Processes, clean_env, run_harness
+from tests.support.service_process import get_json
+from tests.support.stack import seed_store, start_redis, start_service, start_simulator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 MIB = 1024 * 1024
 # The generated feed's events fall in 2027 (eventapi/sim/feeds.py); July is one of its busy months.
@@ -75,7 +73,6 @@ REFRESH_EVENT = re.compile(r"^refresh (?P<outcome>refreshed|unchanged|failed)\b"
 DURATION = re.compile(r", (?P<seconds>\d+(?:\.\d+)?)s\b")
 # Logged by services that refresh in a child process; its exit is too quick for 50 ms sampling.
 LOGGED_PEAK = re.compile(r"peak RSS of the refreshing process (?P<mib>\d+(?:\.\d+)?) MiB")
-FEED_URL_LINE = re.compile(r"^(?P<url>https?://\S+)$", re.MULTILINE)
 
 
 class BenchError(Exception):
@@ -158,102 +155,9 @@ class RssFigures:
 # Processes
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float, process: subprocess.Popen[bytes]) -> T:
-    """Poll `probe` until it returns a value; BenchError when `process` exits or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found is not None:
-            return found
-        if process.poll() is not None:
-            raise BenchError(f"{what}: the process exited with status {process.returncode}")
-        time.sleep(0.05)
-    raise BenchError(f"{what}: not within {timeout:g} s")
-
-
-def stop_process(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def stop_service(service: subprocess.Popen[bytes], workers: list[tuple[int, bytes]]) -> None:
-    """Stop the server; then SIGKILL any worker it left behind, if that pid still runs the same command."""
-    stop_process(service)
-    for pid, cmdline in workers:
-        try:
-            if Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline:
-                os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def launch(
-    command: Sequence[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT
-) -> subprocess.Popen[bytes]:
-    """Start a command with stdout and stderr appended to `log_path`."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            list(command),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def redis_answers(port: int) -> bool | None:
-    """True once a server on `port` answers PING, None before."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-            conn.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return True if conn.recv(64) == b"+PONG\r\n" else None
-    except OSError:
-        return None
-
-
-def start_redis(data_dir: Path, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server without persistence on a free port, and its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise BenchError("redis-server is not on PATH: run .ci/ensure-redis-server (or make bench-stall)")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = launch([*command, "--dir", str(data_dir)], logs / "redis.log")
-    wait_for(lambda: redis_answers(port), "redis-server answers PING", 10, process)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
-def eventapi_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "eventapi", *args]
-
-
-def start_simulator(options: Options, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`eventapi sim` with the generated feed of options.seed; returns once it prints its feed URL."""
-    log_path = logs / "sim.log"
-    generate = ["--generate-plans", str(options.plans), "--generate-zones", str(options.zones)]
-    command = eventapi_command("sim", "--port", "0", *generate, "--seed", str(options.seed))
-    process = launch(command, log_path, source_env(options.source), options.source)
-
-    def feed_url() -> str | None:
-        found = FEED_URL_LINE.search(log_path.read_text(errors="replace"))
-        return None if found is None else found["url"]
-
-    return process, wait_for(feed_url, "the simulator prints its feed URL", 600, process)
+def source_path(source: Path) -> dict[str, str]:
+    """The PYTHONPATH that imports eventapi from `source` first, for every command of the run."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")]))}
 
 
 def sim_control(feed_url: str, method: str, path: str, body: object = None, timeout: float = 600) -> None:
@@ -273,19 +177,12 @@ def feed_size(feed_url: str) -> int:
         return int(response.headers["Content-Length"])
 
 
-def source_env(source: Path) -> dict[str, str]:
-    """This process's environment without EVENTAPI_*, importing eventapi from `source` first."""
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith("EVENTAPI_")}
-    python_path = os.pathsep.join(filter(None, [str(source), inherited.get("PYTHONPATH")]))
-    return inherited | {"PYTHONPATH": python_path}
-
-
 def imported_from(source: Path) -> str:
-    """Where `import eventapi` resolves with source_env: BenchError unless inside `source`."""
+    """Where `import eventapi` resolves with source_path: BenchError unless inside `source`."""
     found = subprocess.run(
         [sys.executable, "-c", "import eventapi; print(eventapi.__file__)"],
         cwd=source,
-        env=source_env(source),
+        env=clean_env(source_path(source)),
         capture_output=True,
         text=True,
         check=False,
@@ -306,13 +203,10 @@ def source_revision(source: Path) -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty else "") if head.returncode == 0 else None
 
 
-def service_env(options: Options, redis_url: str, feed_url: str, port: int) -> dict[str, str]:
-    """The environment of the eventapi commands: source_env plus the settings of the measured service."""
-    return source_env(options.source) | {
+def service_settings(options: Options) -> dict[str, str]:
+    """The settings of the measured service (and of the refresh that seeds its store)."""
+    return {
         "EVENTAPI_WORKERS": "1",
-        "EVENTAPI_PORT": str(port),
-        "EVENTAPI_REDIS_URL": redis_url,
-        "EVENTAPI_PROVIDER_URL": feed_url,
         "EVENTAPI_FEED_MAX_BYTES": "300000000",
         "EVENTAPI_PROVIDER_TIMEOUT": "120",
         "EVENTAPI_REFRESH_INTERVAL": f"{options.interval:g}",
@@ -320,52 +214,27 @@ def service_env(options: Options, redis_url: str, feed_url: str, port: int) -> d
     }
 
 
-def seed_store(env: dict[str, str], logs: Path, source: Path) -> float:
-    """Store the current feed with `eventapi refresh`, so searches find events; returns its seconds."""
-    started = time.monotonic()
-    with (logs / "seed-refresh.log").open("ab") as log:
-        done = subprocess.run(
-            eventapi_command("refresh"),
-            cwd=source,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=600,
-        )
-    if done.returncode != 0:
-        raise BenchError(f"seeding the store with `eventapi refresh` failed: see {logs / 'seed-refresh.log'}")
-    return time.monotonic() - started
-
-
-def http_get_json(url: str) -> tuple[int, Any]:
-    """Status and decoded body of a GET; (0, None) while nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except (OSError, ValueError):
-        return 0, None
-
-
-def worker_pid(service: subprocess.Popen[bytes], log_path: Path) -> int:
+def worker_pid(processes: Processes) -> int:
     """The Granian worker's pid, from its "worker ready" log line, checked to be the server's child."""
-    found = wait_for(
+    log_path = processes.log_path("service")
+    found = processes.wait_until(
+        "service",
         lambda: next(
             (entry for entry in log_entries(log_path) if entry["event"].startswith("worker ready")), None
         ),
         "the worker logs ready",
-        60,
-        service,
     )
     pid = int(found["pid"])
     parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    if parent != service.pid:
-        raise BenchError(f"pid {pid} logged 'worker ready' but is not a child of the server {service.pid}")
+    server = processes.running["service"].pid
+    if parent != server:
+        raise BenchError(f"pid {pid} logged 'worker ready' but is not a child of the server {server}")
     return pid
 
 
 def searches_answer(base_url: str) -> bool | None:
     """True once the popular month's search answers 200 with events, None before."""
-    status, body = http_get_json(base_url + POPULAR_MONTH)
+    status, body = get_json(base_url + POPULAR_MONTH)
     return True if status == 200 and body and body["data"]["events"] else None
 
 
@@ -397,16 +266,14 @@ def refresh_lines(log_path: Path) -> list[RefreshLine]:
     return lines
 
 
-def next_refresh_line(
-    log_path: Path, seen: int, what: str, timeout: float, service: subprocess.Popen[bytes]
-) -> RefreshLine:
-    """Wait for the refresh summary after the first `seen` ones."""
+def next_refresh_line(processes: Processes, seen: int, what: str, timeout: float) -> RefreshLine:
+    """Wait for the refresh summary the service logs after the first `seen` ones."""
 
     def probe() -> RefreshLine | None:
-        lines = refresh_lines(log_path)
+        lines = refresh_lines(processes.log_path("service"))
         return lines[seen] if len(lines) > seen else None
 
-    return wait_for(probe, what, timeout, service)
+    return processes.wait_until("service", probe, what, timeout)
 
 
 def busy_jiffies() -> int:
@@ -834,21 +701,18 @@ def rss_figures(
 # The run
 
 
-def prepare(options: Options, stack: ExitStack, logs: Path) -> dict[str, Any]:
+def prepare(options: Options, processes: Processes) -> dict[str, Any]:
     """Redis, the simulator, a seeded store and a provider that answers 503 for now."""
     eventapi_file = imported_from(options.source)
     waited = wait_until_quiet(options.quiet_wait)
-    data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="refresh-stall-")))
-    redis, redis_url = start_redis(data_dir, logs)
-    stack.callback(stop_process, redis)
+    redis_url = start_redis(processes)
     started = time.monotonic()
-    sim, feed_url = start_simulator(options, logs)
-    stack.callback(stop_process, sim)
+    feed_url = start_simulator(processes, options.plans, options.zones, options.seed, seconds=600)
     generated = time.monotonic() - started
-    port = free_port()
-    env = service_env(options, redis_url, feed_url, port)
     progress(f"simulator ready in {generated:.1f} s at {feed_url}; seeding the store (eventapi refresh)")
-    seeded = seed_store(env, logs, options.source)
+    started = time.monotonic()
+    seed_store(processes, redis_url, feed_url, service_settings(options))
+    seeded = time.monotonic() - started
     progress(
         f"store seeded in {seeded:.1f} s; provider: 503 from now on, feed of seed {options.measured_seed}"
     )
@@ -858,11 +722,10 @@ def prepare(options: Options, stack: ExitStack, logs: Path) -> dict[str, Any]:
     sim_control(feed_url, "PUT", "/_sim/feeds", {"generate": spec})
     switched = time.monotonic() - started
     return {
-        "pids": [redis.pid, sim.pid],
+        "pids": [processes.running[name].pid for name in ("redis", "sim")],
         "eventapi": {"imported_from": eventapi_file, "revision": source_revision(options.source)},
-        "env": env,
+        "redis_url": redis_url,
         "feed_url": feed_url,
-        "base_url": f"http://127.0.0.1:{port}",
         "timings": {
             "quiet_wait_s": waited,
             "sim_ready_s": generated,
@@ -872,30 +735,18 @@ def prepare(options: Options, stack: ExitStack, logs: Path) -> dict[str, Any]:
     }
 
 
-def start_service(
-    env: dict[str, str], source: Path, stack: ExitStack, log_path: Path
-) -> tuple[subprocess.Popen[bytes], int]:
-    """`eventapi serve` with one worker, stopped on exit; returns it and its worker's pid."""
-    service = launch(eventapi_command("serve"), log_path, env, source)
-    workers: list[tuple[int, bytes]] = []
-    stack.callback(stop_service, service, workers)
-    pid = worker_pid(service, log_path)
-    workers.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes()))
-    return service, pid
-
-
-def measure(options: Options, stack: ExitStack, logs: Path) -> dict[str, Any]:
+def measure(options: Options, processes: Processes, stack: ExitStack) -> dict[str, Any]:
     """Idle searches, then searches through one refresh of the big feed; the raw material of the report."""
-    prepared = prepare(options, stack, logs)
-    log_path = logs / "service.log"
-    service, pid = start_service(prepared["env"], options.source, stack, log_path)
-    base_url = prepared["base_url"]
-    wait_for(lambda: searches_answer(base_url), "searches answer with events", 60, service)
+    prepared = prepare(options, processes)
+    settings = service_settings(options)
+    base_url = start_service(processes, prepared["redis_url"], prepared["feed_url"], settings, POPULAR_MONTH)
+    service, pid = processes.running["service"], worker_pid(processes)
+    processes.wait_until("service", lambda: searches_answer(base_url), "searches answer with events")
     driver = SearchDriver(base_url, options)
     stack.callback(driver.close)
     driver_start = driver.started_at()
     progress(f"service ready (worker pid {pid}); waiting for its first refresh to fail on the 503")
-    first = next_refresh_line(log_path, 0, "the service's first refresh", options.interval + 120, service)
+    first = next_refresh_line(processes, 0, "the service's first refresh", options.interval + 120)
     if first.outcome != "failed":
         raise BenchError(f"the service's first refresh should fail on the 503 fault: {first.text}")
     cpu = CpuMeter([*prepared["pids"], service.pid, pid, driver.pid, os.getpid()])
@@ -913,7 +764,7 @@ def measure(options: Options, stack: ExitStack, logs: Path) -> dict[str, Any]:
         sim_control(prepared["feed_url"], "DELETE", "/_sim/fault")
         progress("fault cleared; waiting for the refresh of the big feed")
         deadline = options.interval + 3 * 120 + 60
-        refresh = next_refresh_line(log_path, 1, "the measured refresh", deadline, service)
+        refresh = next_refresh_line(processes, 1, "the measured refresh", deadline)
         progress(f"refresh logged: {refresh.text}")
         time.sleep(options.tail_seconds)
         cpu.mark()
@@ -1115,29 +966,23 @@ def arguments(argv: Sequence[str] | None) -> Options:
     return Options(**vars(args))
 
 
-def _terminated(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds the ExitStack, so every process started is stopped
-
-
 def measure_once(options: Options, logs: Path) -> dict[str, Any]:
     """One whole measurement with fresh processes and logs, summarized."""
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
-    with ExitStack() as stack:
-        raw = measure(options, stack, logs)
+    # Every command runs from the source tree under test. The search driver is closed first.
+    processes = Processes(logs, cwd=options.source, extra_env=source_path(options.source), append_logs=True)
+    with processes, ExitStack() as stack:
+        raw = measure(options, processes, stack)
     return summarize(options, raw)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = arguments(argv)
-    signal.signal(signal.SIGTERM, _terminated)
+def measure_and_report(options: Options) -> int:
+    """Measure (again while other processes load the box, up to --attempts), report, judge."""
     logs = RESULTS_DIR / "stall-logs"
+    progress(f"the processes' logs: {logs}")
     for attempt in range(1, options.attempts + 1):
-        try:
-            result = measure_once(options, logs)
-        except (BenchError, OSError, subprocess.SubprocessError) as exc:
-            print(f"refresh_stall: measurement failed: {exc} (logs in {logs})", file=sys.stderr)
-            return 2
+        result = measure_once(options, logs)
         result["attempt"] = attempt
         if not result["foreign_load"] or attempt == options.attempts:
             break
@@ -1150,6 +995,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if all(result["checks"].values()) or options.no_fail:
         return 0
     return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = arguments(argv)
+    errors = (BenchError, OSError, subprocess.SubprocessError)
+    return run_harness("refresh_stall: measurement failed", lambda: measure_and_report(options), errors)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,10 @@ from eventapi.http.response_cache import LruCache
 from eventapi.http.routes import PREFIX_ROUTES, route_table
 from eventapi.http.search import Entry, RangeKey, SearchEndpoint
 from eventapi.observability.logs import configure_logging
+from eventapi.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from eventapi.observability.metrics import MetricsPublisher, RequestTally
 from eventapi.refresh.job_server import ChildProcessJob, serve_jobs
-from eventapi.refresh.loop import Outcome, Refresher
+from eventapi.refresh.loop import Outcome, Refresher, iso_utc
 from eventapi.refresh.provider import ProviderFeed, RetryPolicy
 from eventapi.refresh.work import InProcessJob, RefreshJob
 from eventapi.settings import Settings
@@ -114,7 +116,10 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
         directory=None if settings.metrics_dir is None else Path(settings.metrics_dir),
     )  # fmt: skip
     tasks = BackgroundTasks()
-    operations = Operations(store, refresher, watcher, cache, metrics.exposition, tasks)
+    operations = Operations(
+        store, refresher, watcher, cache, (METRICS_CONTENT_TYPE, metrics.exposition), tasks,
+        started_at=iso_utc(time.time()),
+    )  # fmt: skip
     resources = contextlib.AsyncExitStack()
 
     async def startup() -> None:

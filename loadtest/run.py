@@ -25,7 +25,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,22 +33,14 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from loadtest.cpu import CpuMeter, Sampler, builds_running, wait_for_quiet
-from loadtest.stack import (
-    ROOT,
-    Processes,
-    StackError,
-    http,
-    seed_store,
-    start_redis,
-    start_service,
-    start_simulator,
-)
+from tests.support.processes import REPO_ROOT, ProcessError, Processes, run_harness
+from tests.support.service_process import http
+from tests.support.stack import seed_store, start_redis, start_service, start_simulator
 
-REPORTS = ROOT / "loadtest" / "reports"
+REPORTS = REPO_ROOT / "loadtest" / "reports"
 LOCUST = str(Path(sys.executable).with_name("locust"))
 SCENARIOS = ("steady", "spike", "provider-trouble")
 # Closed-loop users without a pause: 32 keep a 2-core box (server and generator) busy at a p95 far
@@ -195,7 +186,7 @@ def run(options: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     with Processes(run_dir) as processes:
         redis_url = start_redis(processes)
         feed_url = start_simulator(processes, options.plans, options.zones)
-        print(f"load: seeded the store: {seed_store(redis_url, feed_url)}")
+        print(f"load: seeded the store: {seed_store(processes, redis_url, feed_url)}")
         if options.scenario != "provider-trouble":
             processes.stop("sim")  # nothing to fetch: a refresh could only fail, and would show
         settings = service_settings(options.scenario, options.workers)
@@ -227,11 +218,11 @@ def run(options: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             if trouble:
                 trouble.finish()
         cores = meter.cores(before, after)
-        processes.running.pop("locust")
+        processes.stop("locust")  # it has exited: this sweeps what it left in its group
         locust_log = processes.log_path("locust")
         stats_csv = REPORTS / f"{options.scenario}_stats.csv"
         if not stats_csv.exists():
-            raise StackError(
+            raise ProcessError(
                 f"locust exited {locust.returncode} without {stats_csv}:\n{locust_log.read_text()}"
             )
         return {
@@ -356,36 +347,29 @@ def parse_options(argv: list[str] | None) -> argparse.Namespace:
     return options
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the code that stops every process
-
-
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
     if not Path(LOCUST).exists():
         print(f"load: {LOCUST} not found: pip install -e '.[load]' (make load does)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     limits = Thresholds(options.max_failures, options.max_p95_ms, options.max_p99_ms)
     run_dir = Path(tempfile.mkdtemp(prefix="eventapi-load-"))
-    keep_logs = True
-    try:
+    passed = False
+
+    def load() -> int:
+        nonlocal passed
         for attempt in range(options.retry_busy + 1):
             result = run(options, run_dir)
             passed = report(result, limits, options)
             if result["clean"] or attempt == options.retry_busy:
                 break
             print(f"load: the box was busy during the run; again ({attempt + 1} of {options.retry_busy})")
-        keep_logs = options.keep_logs or not passed
         return 0 if passed else 1
-    except (StackError, subprocess.TimeoutExpired) as exc:
-        print(f"load: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("load: interrupted; every process it started is stopped", file=sys.stderr)
-        return 130
+
+    try:
+        return run_harness("load", load, (subprocess.TimeoutExpired,))
     finally:
-        if keep_logs:
+        if options.keep_logs or not passed:
             print(f"load: logs kept in {run_dir}")
         else:
             shutil.rmtree(run_dir, ignore_errors=True)

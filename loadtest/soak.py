@@ -15,7 +15,7 @@ unexpected errors, the refreshes by outcome (from /metrics, summed over the work
 lines of the service's log.
 
 Linux only (/proc). Not in CI: `make soak` (SOAK_ARGS=... passed on), or
-`.venv/bin/python loadtest/soak.py --duration 120`. Exit status 1 when a target is missed, 2 when the
+`.venv/bin/python -m loadtest.soak --duration 120`. Exit status 1 when a target is missed, 2 when the
 stack could not be started. The processes' logs stay in the directory printed at the end.
 """
 
@@ -38,18 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.stack import (
-    Processes,
-    StackError,
-    seed_store,
-    start_redis,
-    start_service,
-    start_simulator,
-)
+from eventapi.sim.feeds import SAMPLE_FILES
+from tests.support.processes import REPO_ROOT, Processes, run_harness
+from tests.support.stack import seed_store, start_redis, start_service, start_simulator
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "eventapi" / "samples"
-SAMPLE_FEEDS = ("response_1.xml", "response_2.xml", "response_3_planlist.xml")
+SAMPLES = REPO_ROOT / "eventapi" / "sim" / "samples"
 MIB = 1024 * 1024
 # Ranges over the sample answers (2021), the generated feed (2027), both, and none.
 FIXED_RANGES = (
@@ -348,10 +341,10 @@ def soak(options: Options, log_dir: Path) -> int:
     with contextlib.ExitStack() as stack:
         processes = stack.enter_context(Processes(log_dir))
         redis_url = start_redis(processes)
-        samples = [SAMPLES / name for name in SAMPLE_FEEDS]
+        samples = [SAMPLES / name for name in SAMPLE_FILES]
         feed_url = start_simulator(processes, options.plans, options.zones, options.seed, samples)
         sim_base = feed_url.split("/api/", 1)[0]
-        seed_store(redis_url, feed_url)
+        seed_store(processes, redis_url, feed_url)
         settings = {"EVENTAPI_WORKERS": str(options.workers), "EVENTAPI_REFRESH_INTERVAL": "1"}
         base_url = start_service(processes, redis_url, feed_url, settings, "/search?" + FIXED_RANGES[0])
         service = processes.running["service"]
@@ -461,11 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(**vars(arguments().parse_args(argv)))
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="eventapi-soak-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return soak(options, log_dir)
-    except (SoakError, StackError) as exc:
-        print(f"soak: could not run: {exc}", file=sys.stderr)
-        return 2
+    return run_harness("soak", lambda: soak(options, log_dir), (SoakError,))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from eventapi.store.memory import MemoryStore
 from eventapi.wiring import Worker
 from tests.support.asgi_client import Lifespan, call
 from tests.support.feeds import SampleFeed
+from tests.support.waiting import wait_for
 from tests.support.workers import worker
 
 
@@ -100,6 +101,7 @@ async def test_bad_query_gets_400_in_the_error_envelope(service: Worker) -> None
 
 
 async def test_unknown_path_is_404_in_the_envelope(service: Worker) -> None:
+    """A path the API does not have is a 404 in the same envelope as every other error."""
     reply = await call(service.app, "/searches")
     assert (reply.status, reply.json()["error"]["code"]) == (404, "not_found")
 
@@ -112,12 +114,13 @@ async def test_other_methods_get_405_with_allow(service: Worker) -> None:
         assert reply.json()["error"]["code"] == "method_not_allowed"
 
 
-async def test_head_gets_the_headers_of_get_without_a_body(service: Worker) -> None:
-    """HEAD works wherever GET does; content-length is the GET body's."""
-    get = await call(service.app, "/search")
-    head = await call(service.app, "/search", method="HEAD")
-    assert head.status == 200 and head.body == b""
-    assert head.headers["content-length"] == str(len(get.body))
+@pytest.mark.parametrize("path", ["/search", "/events", "/healthz", "/openapi.json", "/docs"])
+async def test_head_gets_the_headers_of_get_without_a_body(service: Worker, path: str) -> None:
+    """HEAD works wherever GET does: GET's status and headers (content-length included), no body."""
+    get = await call(service.app, path)
+    head = await call(service.app, path, method="HEAD")
+    assert (head.status, head.body) == (get.status, b"") and get.body
+    assert head.headers == get.headers
 
 
 async def test_unreachable_store_gives_503_envelope() -> None:
@@ -161,17 +164,20 @@ async def test_failed_startup_is_reported_to_the_server() -> None:
     assert "redis pool could not be created" in answer["message"]
 
 
+def task_names() -> set[str]:
+    return {task.get_name() for task in asyncio.all_tasks()}
+
+
 async def test_lifespan_starts_and_stops_the_refresher() -> None:
     """Start-up opens the store and starts the background task; shutdown cancels it cleanly."""
     service = worker(Settings(refresh_interval=3600), feed=SampleFeed("response_1.xml"))
     lifespan = Lifespan(service.app)
     assert (await lifespan.startup())["type"] == "lifespan.startup.complete"
-    # The first refresh runs at once; wait for it on a condition with a deadline.
-    async with asyncio.timeout(5):
-        while service.refresher.status.last_success_at is None:
-            await asyncio.sleep(0.01)
+    await wait_for(lambda: service.refresher.status.last_success_at, "the first refresh, run at once", 5)
     assert len((await call(service.app, "/search")).json()["data"]["events"]) == 3
+    assert "eventapi-refresher" in task_names()
     assert (await lifespan.shutdown())["type"] == "lifespan.shutdown.complete"
+    assert "eventapi-refresher" not in task_names() and service.tasks.deaths == {}  # cancelled, not died
 
 
 async def test_websocket_scope_is_not_served() -> None:

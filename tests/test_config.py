@@ -20,31 +20,39 @@ def test_empty_environment_gives_the_documented_defaults() -> None:
 
 
 def test_every_variable_is_read() -> None:
-    settings = Settings.from_env(
-        {
-            "EVENTAPI_PROVIDER_URL": "http://sim:8081/api/events",
-            "EVENTAPI_REDIS_URL": "redis://r:6379/0",
-            "EVENTAPI_REDIS_PREFIX": "prod-1",
-            "EVENTAPI_SNAPSHOT_PATH": "/data/events.json",
-            "EVENTAPI_METRICS_DIR": "/run/eventapi-metrics",
-            "EVENTAPI_REFRESH_INTERVAL": "2.5",
-            "EVENTAPI_PROVIDER_TIMEOUT": "3",
-            "EVENTAPI_FEED_MAX_BYTES": "1000",
-            "EVENTAPI_TIMEZONE": "UTC",
-            "EVENTAPI_HOST": "0.0.0.0",
-            "EVENTAPI_PORT": "9000",
-            "EVENTAPI_WORKERS": "4",
-            "EVENTAPI_LOG_LEVEL": "debug",
-            "EVENTAPI_CACHE_MAX_AGE": "0",
-        }
-    )
-    assert settings == Settings(
+    """Each EVENTAPI_* variable, set away from its default, reaches its setting; none is left out."""
+    environ = {
+        "EVENTAPI_PROVIDER_URL": "http://sim:8081/api/events",
+        "EVENTAPI_REDIS_URL": "redis://r:6379/0",
+        "EVENTAPI_REDIS_REPLICA_URL": "redis://replica:6379/0",
+        "EVENTAPI_REDIS_PREFIX": "prod-1",
+        "EVENTAPI_SNAPSHOT_PATH": "/data/events.json",
+        "EVENTAPI_METRICS_DIR": "/run/eventapi-metrics",
+        "EVENTAPI_REFRESH_INTERVAL": "2.5",
+        "EVENTAPI_REFRESH_LOCK_TTL": "45",
+        "EVENTAPI_PROVIDER_TIMEOUT": "3",
+        "EVENTAPI_FEED_MAX_BYTES": "1000",
+        "EVENTAPI_TIMEZONE": "UTC",
+        "EVENTAPI_HOST": "0.0.0.0",
+        "EVENTAPI_PORT": "9000",
+        "EVENTAPI_WORKERS": "4",
+        "EVENTAPI_LOG_LEVEL": "debug",
+        "EVENTAPI_CACHE_MAX_AGE": "0",
+        "EVENTAPI_LRU_ENTRIES": "50",
+        "EVENTAPI_LRU_BYTES": "4096",
+        "EVENTAPI_DAY_CACHE_BYTES": "0",
+        "EVENTAPI_ACCESS_LOG": "yes",
+    }
+    assert set(environ) == set(Settings().to_environ())  # one variable per setting, all of them here
+    assert Settings.from_env(environ) == Settings(
         provider_url="http://sim:8081/api/events",
         redis_url="redis://r:6379/0",
+        redis_replica_url="redis://replica:6379/0",
         redis_prefix="prod-1",
         snapshot_path="/data/events.json",
         metrics_dir="/run/eventapi-metrics",
         refresh_interval=2.5,
+        refresh_lock_ttl=45.0,
         provider_timeout=3.0,
         feed_max_bytes=1000,
         timezone="UTC",
@@ -53,6 +61,10 @@ def test_every_variable_is_read() -> None:
         workers=4,
         log_level="DEBUG",
         cache_max_age=0,
+        lru_entries=50,
+        lru_bytes=4096,
+        day_cache_bytes=0,
+        access_log=True,
     )
 
 
@@ -80,6 +92,7 @@ def test_blank_values_mean_unset() -> None:
     ],
 )
 def test_bad_value_raises_one_error_naming_variable_value_and_form(variable: str, value: str) -> None:
+    """A misconfigured deployment fails at start-up with one line saying what to fix."""
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({variable: value})
     message = str(caught.value)

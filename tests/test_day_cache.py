@@ -100,6 +100,7 @@ async def test_data_set_over_the_budget_is_read_per_window() -> None:
 
 
 async def test_zero_budget_never_copies() -> None:
+    """EVENTAPI_DAY_CACHE_BYTES=0 turns the copy off: every miss reads the store."""
     store = CountingStore()
     outcome = await store.merge(events(10))
     cache = DayCache(store, max_bytes=0)

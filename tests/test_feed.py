@@ -240,21 +240,26 @@ def test_a_single_token_of_megabytes_is_refused_as_it_streams() -> None:
     """A 2 MB attribute is refused after its first mebibyte, before expat's rescans get costly."""
     parser = FeedParser(MADRID)
     parser.feed(b'<planList><output><base_plan base_plan_id="1" title="')
+    accepted = 0
 
     def stream_two_megabytes() -> None:
+        nonlocal accepted
         for _ in range(128):
             parser.feed(b"x" * 16384)
+            accepted += 16384
 
     with pytest.raises(FeedRefused, match="single token"):
         stream_two_megabytes()
+    assert accepted <= 1024 * 1024  # the chunk that went past the first mebibyte was the one refused
 
 
-def test_large_feeds_of_ordinary_elements_stream_through() -> None:
+@pytest.mark.parametrize("chunk_size", [4 * 1024, 64 * 1024, 2 * 1024 * 1024], ids=["4KiB", "64KiB", "2MiB"])
+def test_large_feeds_of_ordinary_elements_stream_through(chunk_size: int) -> None:
     """The token bound never trips on a real feed, whatever the chunk size."""
     from eventapi.sim.feeds import generate_feed
 
     document = generate_feed(300, 50, seed=3)
     parser = FeedParser(MADRID)
-    for offset in range(0, len(document), 2 * 1024 * 1024):
-        parser.feed(document[offset : offset + 2 * 1024 * 1024])
+    for offset in range(0, len(document), chunk_size):
+        parser.feed(document[offset : offset + chunk_size])
     assert len(parser.close().events) == len(parse(document, MADRID).events) > 300

@@ -264,6 +264,7 @@ class ByteCountingRelay:
         self._path = "/" + upstream_url.split("//", 1)[1].split("/", 1)[1]
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._sockets: list[socket.socket] = []
+        self._pumps: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.bytes_to_client = 0
 
@@ -290,10 +291,24 @@ class ByteCountingRelay:
             except OSError:
                 return
             upstream = socket.create_connection(self._upstream)
+            pumps = [
+                threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True),
+                threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True),
+            ]
             with self._lock:
                 self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+                self._pumps += pumps
+            for pump in pumps:
+                pump.start()
+
+    def wait_until_done(self, seconds: float = 10.0) -> None:
+        """Wait until every connection is over (its client hung up), so bytes_to_client is final."""
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            pumps = list(self._pumps)
+        for pump in pumps:
+            pump.join(max(0.0, deadline - time.monotonic()))
+        assert not any(pump.is_alive() for pump in pumps), f"the relay still pumps after {seconds:g} s"
 
     def _pump(self, source: socket.socket, target: socket.socket, count: bool) -> None:
         try:
@@ -381,7 +396,7 @@ def gib_stream(gib_stream_fetch: tuple[subprocess.Popen[str], ByteCountingRelay]
     """A 1 GiB stream without Content-Length against the default 256 MiB cap: the fetch's result."""
     process, relay = gib_stream_fetch
     result = probe_result(process, GIB_STREAM_TIMEOUT)
-    time.sleep(0.2)  # the relay's last sendall returns once the client hangs up
+    relay.wait_until_done()  # the probe has exited: its connection ends, and the count with it
     result["bytes_sent"] = relay.bytes_to_client
     report("1-GiB-stream", result)
     print(f"1-GiB-stream: {result['bytes_sent']} bytes sent to the client, cap {DEFAULT_CAP}")

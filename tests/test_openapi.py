@@ -31,7 +31,8 @@ from eventapi.http.docs import ASSET_NAMES, INIT_NAME
 from eventapi.http.openapi import OPENAPI_PATH, openapi_document
 from eventapi.sim import SimServer
 from tests.support.asgi_client import call
-from tests.support.service_process import ServiceProcess, free_port
+from tests.support.ports import free_port
+from tests.support.service_process import ServiceProcess
 from tests.support.workers import worker
 
 SEARCH_PATHS = ("/search", "/events")

@@ -34,7 +34,7 @@ def secs(*parts: int) -> int:
     ],
 )
 def test_equivalent_forms_normalize_to_the_same_range(value: str) -> None:
-    """Midnight of 1 July in Madrid (summer, +02:00), written eight ways, is one range."""
+    """Midnight of 1 July in Madrid (summer, +02:00), written nine ways, is one range."""
     assert parse_query(f"starts_at={value}".encode(), MADRID) == TimeRange(secs(2021, 7, 1), None)
 
 
@@ -60,6 +60,7 @@ def test_missing_parameters_mean_unbounded() -> None:
     """No starts_at: no lower bound; no ends_at: no upper bound; neither: everything."""
     assert parse_query(b"", MADRID) == TimeRange(None, None)
     assert parse_query(b"ends_at=2021-07-01", MADRID) == TimeRange(None, secs(2021, 7, 1))
+    assert parse_query(b"starts_at=2021-07-01", MADRID) == TimeRange(secs(2021, 7, 1), None)
 
 
 def test_fractional_seconds_round_inwards() -> None:

@@ -236,7 +236,8 @@ def test_sub_microsecond_fraction_still_excludes_its_second_as_starts_at() -> No
 def test_fractional_bounds_within_one_second_are_an_empty_range_not_an_error() -> None:
     """starts_at before ends_at in the same second is a valid range holding no whole-second event."""
     result = parse_or_reject(b"starts_at=2021-07-01T10:00:00.2&ends_at=2021-07-01T10:00:00.7")
-    assert result is not None
+    whole = local_seconds(datetime(2021, 7, 1, 10, 0, 0))
+    assert result == TimeRange(whole + 1, whole)  # no event starts at or after 10:00:01 and ends by 10:00
 
 
 def test_ordered_instants_across_the_autumn_change_are_not_rejected() -> None:

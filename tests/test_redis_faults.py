@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from eventapi.sim import SimServer
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 from tests.support.service_process import ServiceProcess
 
 CACHED = "/search?starts_at=2021-01-01&ends_at=2022-12-31"

@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -18,9 +17,7 @@ from eventapi.refresh.job_server import ChildProcessJob
 from eventapi.settings import Settings
 from eventapi.sim import Fault, SimServer
 from eventapi.store.redis import RedisStore
-
-T = TypeVar("T")
-WAIT_SECONDS = 10.0
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -42,6 +39,7 @@ def test_settings_round_trip_through_the_environment() -> None:
 
 
 async def test_child_merges_and_reports(job: ChildProcessJob, settings: Settings) -> None:
+    """The job server merges the feed into the store and reports the counts the worker logs."""
     report = await job()
     assert (report.plans_seen, report.changed, report.served, report.generation) == (3, 3, 3, 1)
     assert report.peak_rss_kib > 0
@@ -49,6 +47,7 @@ async def test_child_merges_and_reports(job: ChildProcessJob, settings: Settings
 
 
 async def test_child_reports_skipped_plans_for_the_worker_to_log(job: ChildProcessJob) -> None:
+    """Skipped plans cross the process boundary with their ids, so the worker can log them."""
     await job()
     report = await job()  # the second sample answer holds 444
     assert report.skipped_by_kind == {"bad_date": 1}
@@ -56,6 +55,7 @@ async def test_child_reports_skipped_plans_for_the_worker_to_log(job: ChildProce
 
 
 async def test_child_failure_is_a_feed_error_with_its_cause(job: ChildProcessJob, sim: SimServer) -> None:
+    """A bad feed in the job server is the worker's FeedError, naming the cause, not a crash."""
     sim.set_fault(Fault("malformed"))
     with pytest.raises(FeedError, match="not well-formed"):
         await job()
@@ -105,6 +105,7 @@ def test_a_crashing_refresh_is_answered_and_the_server_takes_the_next() -> None:
 async def test_server_killed_mid_refresh_fails_that_refresh_and_the_next_one_starts_afresh(
     job: ChildProcessJob, sim: SimServer, settings: Settings
 ) -> None:
+    """A job server that dies mid-refresh fails only that refresh; the next starts a new server."""
     await job.start()
     server = job.server_pid
     assert server is not None
@@ -121,6 +122,7 @@ async def test_server_killed_mid_refresh_fails_that_refresh_and_the_next_one_sta
 
 
 async def test_a_server_that_died_idle_is_replaced_by_the_next_refresh(job: ChildProcessJob) -> None:
+    """A job server that died between refreshes is replaced when the next refresh needs it."""
     await job.start()
     first = job.server_pid
     assert first is not None
@@ -165,21 +167,11 @@ async def test_refresh_past_its_deadline_is_a_failure_that_kills_the_server(
 
 
 async def test_close_leaves_no_process(job: ChildProcessJob) -> None:
+    """Shutting the worker down leaves no job server behind."""
     await job.start()
     await job()
     await job.close()
     assert job.server_pid is None and children_of(os.getpid()) == []
-
-
-async def wait_for(probe: Callable[[], T], what: str) -> T:
-    """The probe's first truthy value, polled for up to WAIT_SECONDS."""
-    try:
-        async with asyncio.timeout(WAIT_SECONDS):
-            while not (found := probe()):
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not within {WAIT_SECONDS} s") from None
-    return found
 
 
 async def stored_generation(settings: Settings) -> int:

@@ -75,6 +75,7 @@ async def test_three_sample_answers_give_the_latest_values_and_keep_vanished_eve
 
 
 async def test_ids_are_stable_across_refreshes(service: Worker) -> None:
+    """Event ids depend on the plan, not on when it was fetched, so clients can keep them."""
     await service.refresher.refresh_once(force=True)
     before = {title: e["id"] for title, e in (await search(service)).items()}
     await service.refresher.refresh_once(force=True)
@@ -158,7 +159,7 @@ async def test_fleet_refreshes_once_per_interval(sim: SimServer, redis_url: str,
             await store.close()
 
 
-async def test_refresh_waits_while_another_instance_holds_the_lock(service: Worker) -> None:
+async def test_refresh_is_skipped_while_another_instance_holds_the_lock(service: Worker) -> None:
     """A lock held elsewhere (even for a forced refresh) means skip, not a second concurrent refresh."""
     assert await service.store.try_lock("someone-else", 10_000)
     assert await service.refresher.refresh_once(force=True) == Outcome.SKIPPED_LOCKED

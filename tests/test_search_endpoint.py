@@ -59,6 +59,7 @@ async def get(service: Worker, query: bytes = RANGE, if_none_match: bytes | None
 
 
 async def test_second_identical_search_is_served_from_the_lru(service: Worker) -> None:
+    """A repeated search is answered from memory without reading the store."""
     first, second = await get(service), await get(service)
     assert first.body == second.body and reads(service) == 1
 
@@ -76,6 +77,7 @@ async def test_equivalent_spellings_share_one_lru_entry(service: Worker) -> None
 
 
 async def test_search_has_a_strong_etag_and_revalidates_to_304(service: Worker) -> None:
+    """Clients and CDNs revalidate with the ETag and get an empty 304 while nothing changed."""
     first = await get(service)
     etag = first.headers["etag"]
     assert etag.startswith('"') and not etag.startswith("W/")
@@ -85,18 +87,22 @@ async def test_search_has_a_strong_etag_and_revalidates_to_304(service: Worker) 
 
 
 async def test_etag_is_shared_by_equivalent_spellings(service: Worker) -> None:
+    """Two spellings of one range are one answer, so one validator serves both."""
     etag = (await get(service, b"starts_at=2021-07-01")).headers["etag"]
     assert (await get(service, b"starts_at=2021-06-30T22:00:00Z", if_none_match=etag.encode())).status == 304
 
 
-async def test_304_after_eviction_does_not_read_the_store(service: Worker) -> None:
+async def test_304_after_eviction_does_not_read_the_store() -> None:
     """A validator of the current generation is answered from the generation alone."""
-    etag = (await get(service)).headers["etag"].encode()
-    small = worker(Settings(lru_entries=1), service.store)
-    small.watcher.observe(service.watcher.current)
-    before = reads(service)
+    # One LRU entry and no day copy: every miss reads the store, and a second range evicts the first.
+    small = worker(Settings(lru_entries=1, day_cache_bytes=0), CountingStore())
+    await merge(small, [event("a"), event("b", day=2)])
+    etag = (await get(small)).headers["etag"].encode()
+    await get(small, b"starts_at=2021-07-02")
+    assert small.search.cache.evictions == 1
+    before = reads(small)
     assert (await get(small, if_none_match=etag)).status == 304
-    assert reads(service) == before
+    assert reads(small) == before
 
 
 async def test_stale_etag_gets_the_new_body(service: Worker) -> None:
@@ -109,6 +115,7 @@ async def test_stale_etag_gets_the_new_body(service: Worker) -> None:
 
 
 async def test_new_generation_is_served_instead_of_the_cached_answer(service: Worker) -> None:
+    """After a merge the cached answer of the old generation is not served any more."""
     await get(service)
     await merge(service, [event("c", day=3)])
     assert (await get(service)).json()["data"]["events"][-1]["id"] == event_id("c", "1")
@@ -134,15 +141,20 @@ async def test_identical_feed_keeps_cached_answers_valid(service: Worker) -> Non
     ],
 )
 def test_if_none_match_uses_weak_comparison(header: bytes, matches: bool) -> None:
+    """If-None-Match compares weakly (RFC 9110): W/ tags, lists and * match; a bare token does not."""
     assert etag_matches(header, b'"g1.2.3"') is matches
 
 
 async def test_head_and_304_carry_the_same_validator(service: Worker) -> None:
+    """The ETag a HEAD shows revalidates to a 304 that carries that same ETag."""
     head = await call(service.app, "/search", RANGE, method="HEAD")
     assert head.status == 200 and head.body == b"" and head.headers["etag"]
+    revalidated = await get(service, if_none_match=head.headers["etag"].encode())
+    assert revalidated.status == 304 and revalidated.headers["etag"] == head.headers["etag"]
 
 
 async def test_flood_of_distinct_ranges_keeps_the_lru_bounded(service: Worker) -> None:
+    """Clients inventing a new range per request cannot grow the cache past its bound."""
     for second in range(500):
         await get(service, b"starts_at=2021-07-01T00:%02d:%02d" % divmod(second, 60))
     cache = service.search.cache

@@ -68,6 +68,8 @@ def test_two_workers_serve_the_same_answers(
             lambda: len({str(service.get(SAMPLE_RANGE)[1]) for _ in range(20)}) == 1, "every worker agrees"
         )
         assert latest_values(service) == LATEST
+        # Both workers take requests (a new connection each): the agreement is not one worker's alone.
+        assert len({service.get("/status")[1]["instance"]["pid"] for _ in range(20)}) == 2
 
 
 def test_bad_query_over_http_names_the_parameter(sim: SimServer, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from eventapi.sim import Fault, SimServer, generate_feed, load_sample_feeds
 from eventapi.sim.feeds import oversize_feed_chunks
+from tests.support.waiting import wait_for
 
 SAMPLES = Path(__file__).resolve().parents[1] / "eventapi" / "sim" / "samples"
 SAMPLE_NAMES = ("response_1.xml", "response_2.xml", "response_3_planlist.xml")
@@ -52,13 +52,6 @@ async def control(method: str, url: str, body: object = None) -> tuple[int, Any]
     ):
         decoded = await response.json() if response.content_type == "application/json" else None
         return response.status, decoded
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"condition not met within {seconds} s"
-        await asyncio.sleep(0.01)
 
 
 def is_well_formed(document: bytes) -> bool:
@@ -274,7 +267,7 @@ async def test_stopping_does_not_wait_for_a_request_stuck_in_latency() -> None:
     with SimServer() as server:
         server.set_fault(Fault("latency", seconds=60))
         stuck = asyncio.create_task(fetch(server.url))
-        await wait_until(lambda: server.stats()["requests"] == 1)
+        await wait_for(lambda: server.stats()["requests"] == 1, "the request reaches the simulator", 5)
         stopping = time.monotonic()
     assert time.monotonic() - stopping < 5
     with pytest.raises(aiohttp.ClientError):

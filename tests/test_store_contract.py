@@ -42,6 +42,7 @@ async def served(
 
 
 async def test_empty_store_serves_nothing_at_generation_zero(store: Store) -> None:
+    """A new store answers an empty list, not an error, before the first refresh."""
     assert await served(store) == []
     assert await store.generation() == 0
 
@@ -64,6 +65,7 @@ async def test_same_feed_twice_keeps_the_generation(store: Store) -> None:
 
 
 async def test_changed_values_bump_the_generation_and_win(store: Store) -> None:
+    """New values replace the old ones and move the generation, so caches let go of the old answer."""
     await store.merge([event("a", title="old")])
     outcome = await store.merge([event("a", title="new")])
     assert outcome.generation == 2
@@ -78,6 +80,7 @@ async def test_event_dropped_from_feed_stays_searchable(store: Store) -> None:
 
 
 async def test_event_never_online_is_never_served(store: Store) -> None:
+    """Offline-only plans never enter the store, and do not move the generation either."""
     await store.merge([event("a", online=False)])
     assert await served(store) == [] and await store.generation() == 0
 
@@ -110,6 +113,7 @@ async def test_hundred_year_window_reads_the_same_blobs_as_the_tight_one(store: 
 
 
 async def test_lock_is_exclusive_until_released_by_its_owner(store: Store) -> None:
+    """Only one instance refreshes at a time, and only the owner can release the lock."""
     assert await store.try_lock("owner", 10_000)
     assert not await store.try_lock("other", 10_000)
     await store.release_lock("other")  # not the owner: no effect
@@ -127,6 +131,7 @@ async def test_lock_of_a_dead_owner_expires(store: Store) -> None:
 
 
 async def test_last_refresh_is_shared_state(store: Store) -> None:
+    """Every instance sees when the fleet last refreshed, so none refreshes again too soon."""
     assert await store.last_refresh() is None
     await store.mark_refresh(1234.5)
     assert await store.last_refresh() == 1234.5

@@ -43,6 +43,7 @@ async def test_snapshot_is_replaced_atomically(tmp_path: Path) -> None:
 
 
 async def test_unchanged_merge_does_not_rewrite_the_snapshot(tmp_path: Path) -> None:
+    """A refresh that changes nothing does not write the snapshot file again."""
     path = tmp_path / "events.json"
     store = MemoryStore(str(path))
     await store.merge([event("a")])

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import orjson
 
@@ -15,28 +14,44 @@ from eventapi.http.asgi import Scope
 from eventapi.http.generation import GenerationWatcher
 from eventapi.http.response_cache import LruCache
 from eventapi.http.responses import Response, response
-from eventapi.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from eventapi.refresh.loop import Refresher, iso_utc
 from eventapi.store import Store
 
 _NO_STORE = ((b"cache-control", b"no-store"),)
 _ALIVE = response(200, b'{"status":"ok"}', _NO_STORE)
 
 
+class RefreshState(Protocol):
+    """What /status reads of this worker's refreshes (refresh/loop.py's RefreshStatus)."""
+
+    @property
+    def runs(self) -> Mapping[str, int]: ...
+
+    def as_dict(self) -> dict[str, object]: ...
+
+
+class Refreshing(Protocol):
+    """This worker's refresher, as /status sees it (refresh/loop.py's Refresher)."""
+
+    @property
+    def status(self) -> RefreshState: ...
+
+    async def holds_lock(self) -> bool: ...
+
+
 class Operations:
     """/healthz, /readyz, /status and /metrics of one worker."""
 
     def __init__(
-        self, store: Store, refresher: Refresher, watcher: GenerationWatcher, cache: LruCache[Any, Any],
-        exposition: Callable[[], bytes], tasks: BackgroundTasks,
+        self, store: Store, refresher: Refreshing, watcher: GenerationWatcher, cache: LruCache[Any, Any],
+        exposition: tuple[bytes, Callable[[], bytes]], tasks: BackgroundTasks, started_at: str,
     ) -> None:  # fmt: skip
         self._store = store
         self._refresher = refresher
         self._watcher = watcher
         self._cache = cache
-        self._exposition = exposition
+        self._exposition_type, self._exposition = exposition  # content type, and what makes the text
         self._tasks = tasks
-        self._started_at = iso_utc(time.time())
+        self._started_at = started_at
 
     async def healthz(self, scope: Scope) -> Response:
         """The process answers: no I/O, always fast."""
@@ -81,7 +96,7 @@ class Operations:
 
     async def metrics(self, scope: Scope) -> Response:
         """Every worker's metrics in the Prometheus text format."""
-        return response(200, self._exposition(), _NO_STORE, content_type=METRICS_CONTENT_TYPE)
+        return response(200, self._exposition(), _NO_STORE, content_type=self._exposition_type)
 
     async def _fleet_refreshed_once(self) -> bool:
         fleet = await self._store.refresh_status()

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import overload
 
 import orjson
 
@@ -66,6 +67,14 @@ class RefreshStatus:
             "generation": self.generation,
             "feed_bytes": self.feed_bytes,
         }
+
+
+@overload
+def iso_utc(moment: float) -> str: ...
+
+
+@overload
+def iso_utc(moment: None) -> None: ...
 
 
 def iso_utc(moment: float | None) -> str | None:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from tests.support.ports import HOST, free_port
+
 INSTALL_HINT = (
     "redis-server is not on PATH and the tests need a real one: "
     "install it with `sudo apt-get install -y redis-server` (macOS: `brew install redis`)"
@@ -35,25 +37,39 @@ class RedisServerMissing(RedisServerError):
     """No redis-server binary: the message is one line naming the install command."""
 
 
-def free_port() -> int:
-    """Return a loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def key_prefix() -> str:
     """Return a key prefix no other test uses, so tests can share one server."""
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-def _is_our_server_ready(port: int, pid: int) -> bool:
+def find_binary(binary: str = "redis-server") -> str:
+    """The path of `binary`, or RedisServerMissing naming the install command."""
+    found = shutil.which(binary)
+    if found is None:
+        raise RedisServerMissing(INSTALL_HINT)
+    return found
+
+
+def server_command(binary: str, port: int, data_dir: Path, extra_args: Sequence[str] = ()) -> list[str]:
+    """redis-server on 127.0.0.1:`port` without persistence (unless `extra_args` turn it on)."""
+    return [
+        binary,
+        "--port", str(port),
+        "--bind", HOST,
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(data_dir),
+        *extra_args,
+    ]  # fmt: skip
+
+
+def answers_as(port: int, pid: int) -> bool:
+    """Whether the redis-server of process `pid` answers PING on `port` (and is done loading)."""
     # Raw RESP, so no client state to reset between polls. PING must answer +PONG (a server
     # still loading its AOF answers -LOADING), and INFO must name our pid: the port was free
     # a moment ago, but another server could have taken it since.
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+        with socket.create_connection((HOST, port), timeout=0.5) as conn:
             replies = conn.makefile("rb")
             conn.sendall(_PING)
             if replies.readline() != _PONG:
@@ -79,10 +95,7 @@ class RedisServer:
         binary: str = "redis-server",
         start_timeout: float = 10.0,
     ) -> None:
-        found = shutil.which(binary)
-        if found is None:
-            raise RedisServerMissing(INSTALL_HINT)
-        self.binary = found
+        self.binary = find_binary(binary)
         self.extra_args = tuple(extra_args)
         self.start_timeout = start_timeout
         self._owns_dir = data_dir is None
@@ -95,7 +108,7 @@ class RedisServer:
     @property
     def url(self) -> str:
         """The redis:// URL of database 0 on this server."""
-        return f"redis://127.0.0.1:{self._started_port()}/0"
+        return f"redis://{HOST}:{self._started_port()}/0"
 
     @property
     def running(self) -> bool:
@@ -166,15 +179,7 @@ class RedisServer:
 
     def _start_on(self, port: int) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            self.binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.data_dir),
-            *self.extra_args,
-        ]  # fmt: skip
+        command = server_command(self.binary, port, self.data_dir, self.extra_args)
         # Append, so the log of a restart follows the log of the previous run.
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
@@ -197,7 +202,7 @@ class RedisServer:
                     f"redis-server exited with status {process.returncode} before answering PING; "
                     f"its log ({self.log_path}):\n{self._read_log()}"
                 )
-            if _is_our_server_ready(self._started_port(), process.pid):
+            if answers_as(self._started_port(), process.pid):
                 return
             time.sleep(_POLL_INTERVAL)
         self.stop()
