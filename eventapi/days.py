@@ -45,6 +45,19 @@ def select(day_blob: bytes, starts_at: int | None, ends_at: int | None) -> bytes
     return b",".join(picked)
 
 
+def count_in(day_blob: bytes, starts_at: int | None, ends_at: int | None) -> int:
+    """How many of the day's events `select` would pick, read from the index alone."""
+    _, count, earliest_start, latest_end = _HEADER.unpack_from(day_blob)
+    if (starts_at is None or earliest_start >= starts_at) and (ends_at is None or latest_end <= ends_at):
+        return int(count)
+    index = day_blob[_HEADER.size : _HEADER.size + count * _ENTRY.size]
+    return sum(
+        1
+        for start, end, _ in _ENTRY.iter_unpack(index)
+        if (starts_at is None or start >= starts_at) and (ends_at is None or end <= ends_at)
+    )
+
+
 def group_by_day(
     events: Iterable[StoredEvent], days: Iterable[int] | None = None
 ) -> dict[int, list[StoredEvent]]:

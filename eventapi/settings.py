@@ -40,6 +40,7 @@ class Settings:
     lru_bytes: int = 64 * 1024 * 1024
     day_cache_bytes: int = 64 * 1024 * 1024
     access_log: bool = False
+    max_events_per_answer: int = 0  # 0: no cap
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -105,6 +106,12 @@ class Settings:
             lru_entries=read("LRU_ENTRIES", _positive_int, defaults.lru_entries, "a whole number >= 1"),
             lru_bytes=read("LRU_BYTES", _positive_int, defaults.lru_bytes, "a whole number of bytes >= 1"),
             access_log=read("ACCESS_LOG", _flag, defaults.access_log, "1/true/yes/on or 0/false/no/off"),
+            max_events_per_answer=read(
+                "MAX_EVENTS_PER_ANSWER",
+                _non_negative_int,
+                defaults.max_events_per_answer,
+                "a whole number of events >= 0 (0: no cap)",
+            ),
             day_cache_bytes=read(
                 "DAY_CACHE_BYTES", _non_negative_int, defaults.day_cache_bytes, "a whole number of bytes >= 0"
             ),

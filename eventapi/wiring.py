@@ -105,11 +105,8 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
     cache: LruCache[RangeKey, Entry] = LruCache(settings.lru_entries, settings.lru_bytes)
     search = SearchEndpoint(
         DayCache(store, settings.day_cache_bytes, on_load=gc_policy.freeze_new_day_copy),
-        settings.tz,
-        watcher,
-        cache,
-        settings.cache_max_age,
-    )
+        settings.tz, watcher, cache, settings.cache_max_age, settings.max_events_per_answer,
+    )  # fmt: skip
     tally = RequestTally()
     metrics = MetricsPublisher(
         tally, cache=cache, refreshes=refresher.status, generation=lambda: watcher.current,

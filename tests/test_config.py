@@ -42,6 +42,7 @@ def test_every_variable_is_read() -> None:
         "EVENTAPI_LRU_BYTES": "4096",
         "EVENTAPI_DAY_CACHE_BYTES": "0",
         "EVENTAPI_ACCESS_LOG": "yes",
+        "EVENTAPI_MAX_EVENTS_PER_ANSWER": "5000",
     }
     assert set(environ) == set(Settings().to_environ())  # one variable per setting, all of them here
     assert Settings.from_env(environ) == Settings(
@@ -65,6 +66,7 @@ def test_every_variable_is_read() -> None:
         lru_bytes=4096,
         day_cache_bytes=0,
         access_log=True,
+        max_events_per_answer=5000,
     )
 
 

@@ -159,3 +159,22 @@ async def test_flood_of_distinct_ranges_keeps_the_lru_bounded(service: Worker) -
         await get(service, b"starts_at=2021-07-01T00:%02d:%02d" % divmod(second, 60))
     cache = service.search.cache
     assert len(cache) == 100 and cache.evictions == 400
+
+
+async def test_a_range_over_the_event_cap_is_a_400_naming_the_limit() -> None:
+    """With EVENTAPI_MAX_EVENTS_PER_ANSWER set, a range holding more events is refused, not assembled."""
+    capped = worker(Settings(max_events_per_answer=2), CountingStore())
+    await merge(capped, [event("a", day=1), event("b", day=2), event("c", day=3)])
+    refused = await get(capped, b"starts_at=2021-07-01&ends_at=2021-07-31")
+    assert refused.status == 400 and refused.json()["error"]["code"] == "invalid_parameter"
+    message = refused.json()["error"]["message"]
+    assert "more than 2 events" in message and "EVENTAPI_MAX_EVENTS_PER_ANSWER" in message
+    assert "starts_at" in message and "ends_at" in message
+    narrower = await get(capped, b"starts_at=2021-07-02&ends_at=2021-07-31")
+    assert narrower.status == 200 and len(narrower.json()["data"]["events"]) == 2
+
+
+async def test_no_cap_by_default(service: Worker) -> None:
+    assert Settings().max_events_per_answer == 0
+    await merge(service, [event(str(n), day=1 + n % 28) for n in range(50)])
+    assert len((await get(service)).json()["data"]["events"]) == 52

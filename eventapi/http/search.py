@@ -10,7 +10,8 @@ from __future__ import annotations
 import gzip
 from datetime import tzinfo
 
-from eventapi.days import select
+from eventapi.days import count_in, select
+from eventapi.errors import InvalidParameter
 from eventapi.http.asgi import Scope
 from eventapi.http.day_copy import DayCache
 from eventapi.http.generation import UNKNOWN, GenerationWatcher
@@ -73,6 +74,7 @@ class SearchEndpoint:
         watcher: GenerationWatcher,
         cache: LruCache[RangeKey, Entry],
         max_age: int,
+        max_events: int = 0,
     ) -> None:
         self.days = days
         self._tz = tz
@@ -81,6 +83,7 @@ class SearchEndpoint:
         self._cache_control = (b"cache-control", b"public, max-age=%d" % max_age)
         self._ranges: dict[bytes, RangeKey] = {}
         self._encodings: dict[bytes | None, str] = {}
+        self._max_events = max_events  # 0: no cap on the events of one answer
 
     def range_key(self, query_string: bytes) -> RangeKey:
         """Parse (or recall) a query string; InvalidParameter for a bad one."""
@@ -130,12 +133,26 @@ class SearchEndpoint:
     async def _fill(self, key: RangeKey) -> Entry:
         time_range = TimeRange(*key)
         day_read = await self.days.read(time_range, self._watcher.current)
+        if self._max_events:
+            self._check_size(day_read.day_blobs, time_range)
         generation, body = day_read.generation, assemble(day_read.day_blobs, time_range)
         self._watcher.observe(generation)
         entry: Entry = (generation, ((IDENTITY, self._build(generation, key, IDENTITY, body, ())),))
         if generation == self._watcher.current:
             self.cache.put(key, entry, len(body))
         return entry
+
+    def _check_size(self, day_blobs: list[bytes], time_range: TimeRange) -> None:
+        """InvalidParameter before assembling an answer of more events than the cap allows."""
+        events = 0
+        for blob in day_blobs:
+            events += count_in(blob, time_range.starts_at, time_range.ends_at)
+            if events > self._max_events:
+                raise InvalidParameter(
+                    f"the range holds more than {self._max_events} events, the most one answer gives "
+                    "(EVENTAPI_MAX_EVENTS_PER_ANSWER): narrow it with starts_at and ends_at, "
+                    "or ask for it in parts"
+                )
 
     def _variant(self, key: RangeKey, entry: Entry, encoding: str) -> Variant:
         """The entry's answer in `encoding`, compressed now (and cached) if this is the first ask."""
