@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -90,20 +91,23 @@ class Worker:
     tasks: BackgroundTasks
 
 
-def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
+def build_worker(
+    settings: Settings, store: Store, job: RefreshJob, clock: Callable[[], float] = time.monotonic
+) -> Worker:
     """One worker's parts around a store and a refresh job; lifespan opens and closes them in order."""
-    watcher = GenerationWatcher(store)
+    watcher = GenerationWatcher(store, clock=clock)
     refresher = Refresher(
         store, job, interval=settings.refresh_interval, lock_ttl=refresh_lock_ttl(settings),
         on_generation=watcher.observe,
     )  # fmt: skip
     cache: LruCache[TimeRange, CachedAnswer] = LruCache(settings.lru_entries, settings.lru_bytes)
-    search = SearchEndpoint(
-        DayCache(store, settings.day_cache_bytes), settings.tz, watcher, cache, settings.cache_max_age
-    )
+    days = DayCache(store, settings.day_cache_bytes)
+    search = SearchEndpoint(days, settings.tz, watcher, cache, settings.cache_max_age)
     metrics = Metrics()
     tasks = BackgroundTasks()
-    operations = Operations(store, refresher, watcher, cache, metrics, tasks)
+    operations = Operations(
+        store, refresher, watcher, cache, metrics, tasks, days, settings.ready_while_store_down_seconds
+    )
     resources = contextlib.AsyncExitStack()
 
     async def startup() -> None:

@@ -35,6 +35,7 @@ def test_every_variable_is_read() -> None:
             "EVENTAPI_WORKERS": "4",
             "EVENTAPI_LOG_LEVEL": "debug",
             "EVENTAPI_CACHE_MAX_AGE": "0",
+            "EVENTAPI_READY_WHILE_STORE_DOWN_SECONDS": "0",
         }
     )
     assert settings == Settings(
@@ -51,6 +52,7 @@ def test_every_variable_is_read() -> None:
         workers=4,
         log_level="DEBUG",
         cache_max_age=0,
+        ready_while_store_down_seconds=0.0,
     )
 
 
@@ -74,6 +76,8 @@ def test_blank_values_mean_unset() -> None:
         ("EVENTAPI_WORKERS", "-2"),
         ("EVENTAPI_LOG_LEVEL", "chatty"),
         ("EVENTAPI_CACHE_MAX_AGE", "-1"),
+        ("EVENTAPI_READY_WHILE_STORE_DOWN_SECONDS", "-1"),
+        ("EVENTAPI_READY_WHILE_STORE_DOWN_SECONDS", "nan"),
     ],
 )
 def test_bad_value_raises_one_error_naming_variable_value_and_form(variable: str, value: str) -> None:
