@@ -16,7 +16,7 @@ LINT_PATHS := $(wildcard eventapi tests bench)
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help run test demo lint types check bench bench-http bench-stall load soak clean FORCE
-.PHONY: image up demo-up down logs build start stop clean-containers container-check lock
+.PHONY: image up demo-up down logs build start stop clean-containers container-check kube-check lock
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -122,6 +122,9 @@ clean-containers: ## remove the stack's containers, orphans, volumes and image (
 
 container-check: ## build the image, run the demo stack, check balancing, failover, persistence, down
 	bash deploy/container-check
+
+kube-check: ## podman kube play of deploy/k8s/overlays/podman: ready, searches, kube down leaves nothing
+	bash deploy/kube-check
 
 # The image installs exactly these (Containerfile): one resolution for every Python >= 3.11 and
 # platform, with hashes. LOCK_ARGS=--upgrade moves the pins to the newest releases.
