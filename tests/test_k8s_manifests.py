@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -85,8 +86,6 @@ def settings_configmap(overlay: str) -> dict[str, str]:
 
 
 def secret_value(overlay: str, key: str) -> str:
-    import base64
-
     return base64.b64decode(one(overlay, "Secret")["data"][key]).decode()
 
 
