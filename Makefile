@@ -16,7 +16,7 @@ LINT_PATHS := $(wildcard eventapi tests bench loadtest)
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help run test demo lint types check bench bench-http bench-stall load soak clean FORCE
-.PHONY: image up demo-up down logs build start stop clean-containers container-check
+.PHONY: image up demo-up down logs build start stop clean-containers container-check kube-check lock
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -79,6 +79,8 @@ clean: ## remove .venv, caches and build output
 PODMAN ?= podman
 COMPOSE ?= podman-compose
 EVENTAPI_IMAGE ?= localhost/eventapi:latest
+# Images that compose builds keep the Containerfile's HEALTHCHECK (podman's default OCI format drops it).
+export BUILDAH_FORMAT ?= docker
 # The compose project: container, network and volume names start with it (container-check uses
 # its own, so it never touches the data of a stack started with make up).
 COMPOSE_PROJECT_NAME ?= eventapi
@@ -94,10 +96,10 @@ image: ## build the container image (PYTHON_IMAGE=... changes the base)
 
 build: image ## same as make image
 
-up: ## start Redis, two API instances and nginx on :8080 (real provider)
+up: ## start Redis, two API instances and nginx on :8080 (real provider); builds the image if missing
 	$(COMPOSE) up -d
 
-demo-up: ## the same stack with the provider simulator, offline
+demo-up: ## the same stack with the provider simulator, offline; builds the image if missing
 	$(DEMO_ENV) $(COMPOSE) --profile demo up -d
 
 start: up ## same as make up
@@ -120,6 +122,16 @@ clean-containers: ## remove the stack's containers, orphans, volumes and image (
 
 container-check: ## build the image, run the demo stack, check balancing, failover, persistence, down
 	bash deploy/container-check
+
+kube-check: ## podman kube play of deploy/k8s/overlays/podman: ready, searches, kube down leaves nothing
+	bash deploy/kube-check
+
+# The image installs exactly these (Containerfile): one resolution for every Python >= 3.11 and
+# platform, with hashes. LOCK_ARGS=--upgrade moves the pins to the newest releases.
+LOCK_ARGS ?=
+lock: $(VENV)/.installed-lock ## regenerate requirements/runtime.txt from pyproject.toml's dependencies
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	  --custom-compile-command 'make lock' --quiet --output-file requirements/runtime.txt $(LOCK_ARGS)
 
 # The venv is made when its interpreter is missing: on first use, or when a Python upgrade left
 # .venv/bin/python dangling. That also removes the stamps below, which make has already looked

@@ -95,17 +95,18 @@ class Worker:
     tasks: BackgroundTasks
 
 
-def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
+def build_worker(
+    settings: Settings, store: Store, job: RefreshJob, clock: Callable[[], float] = time.monotonic
+) -> Worker:
     """One worker's parts around a store and a refresh job; lifespan opens and closes them in order."""
-    watcher = GenerationWatcher(store)
+    watcher = GenerationWatcher(store, clock=clock)
     refresher = Refresher(
         store, job, interval=settings.refresh_interval, lock_ttl=refresh_lock_ttl(settings),
         on_generation=watcher.observe,
     )  # fmt: skip
     cache: LruCache[TimeRange, CachedAnswer] = LruCache(settings.lru_entries, settings.lru_bytes)
-    search = SearchEndpoint(
-        DayCache(store, settings.day_cache_bytes), settings.tz, watcher, cache, settings.cache_max_age
-    )
+    days = DayCache(store, settings.day_cache_bytes)
+    search = SearchEndpoint(days, settings.tz, watcher, cache, settings.cache_max_age)
     tally = RequestTally()
     metrics = MetricsPublisher(
         tally, cache=cache, refreshes=refresher.status, generation=lambda: watcher.current,
@@ -114,7 +115,8 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
     tasks = BackgroundTasks()
     operations = Operations(
         store, refresher, watcher, cache, (METRICS_CONTENT_TYPE, metrics.exposition), tasks,
-        started_at=iso_utc(time.time()),
+        started_at=iso_utc(time.time()), days=days,
+        ready_while_store_down=settings.ready_while_store_down_seconds,
     )  # fmt: skip
     resources = contextlib.AsyncExitStack()
 
