@@ -79,6 +79,8 @@ clean: ## remove .venv, caches and build output
 PODMAN ?= podman
 COMPOSE ?= podman-compose
 EVENTAPI_IMAGE ?= localhost/eventapi:latest
+# Images that compose builds keep the Containerfile's HEALTHCHECK (podman's default OCI format drops it).
+export BUILDAH_FORMAT ?= docker
 # The compose project: container, network and volume names start with it (container-check uses
 # its own, so it never touches the data of a stack started with make up).
 COMPOSE_PROJECT_NAME ?= eventapi
@@ -94,10 +96,10 @@ image: ## build the container image (PYTHON_IMAGE=... changes the base)
 
 build: image ## same as make image
 
-up: ## start Redis, two API instances and nginx on :8080 (real provider)
+up: ## start Redis, two API instances and nginx on :8080 (real provider); builds the image if missing
 	$(COMPOSE) up -d
 
-demo-up: ## the same stack with the provider simulator, offline
+demo-up: ## the same stack with the provider simulator, offline; builds the image if missing
 	$(DEMO_ENV) $(COMPOSE) --profile demo up -d
 
 start: up ## same as make up
