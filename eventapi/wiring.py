@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from eventapi.http.operations import Operations
 from eventapi.http.response_cache import LruCache
 from eventapi.http.routes import PREFIX_ROUTES, route_table
 from eventapi.http.search import CachedAnswer, SearchEndpoint
+from eventapi.observability.fleet import FleetRefreshReader
 from eventapi.observability.logs import configure_logging
 from eventapi.observability.metrics import MetricsPublisher, RequestTally
 from eventapi.query import TimeRange
@@ -35,6 +36,7 @@ from eventapi.store import Store
 log = logging.getLogger(__name__)
 access = logging.getLogger("eventapi.access")
 # Other workers' snapshots lag their requests by at most this; a scrape publishes its own first.
+# Each publish reads the fleet's refresh status first: one small GET a second per worker.
 PUBLISH_SECONDS = 1.0
 RETRY_POLICY = RetryPolicy()
 
@@ -90,6 +92,7 @@ class Worker:
     watcher: GenerationWatcher
     search: SearchEndpoint
     metrics: MetricsPublisher
+    fleet: FleetRefreshReader
     tasks: BackgroundTasks
 
 
@@ -105,8 +108,11 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
         DayCache(store, settings.day_cache_bytes), settings.tz, watcher, cache, settings.cache_max_age
     )
     tally = RequestTally()
+    fleet = FleetRefreshReader(store.refresh_status)
     metrics = MetricsPublisher(
         tally, cache=cache, refreshes=refresher.status, generation=lambda: watcher.current,
+        store_up=lambda: watcher.store_reachable, fleet=lambda: fleet.latest,
+        refresh_interval=settings.refresh_interval,
         directory=None if settings.metrics_dir is None else Path(settings.metrics_dir),
     )  # fmt: skip
     tasks = BackgroundTasks()
@@ -124,7 +130,7 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
             resources.push_async_callback(tasks.stop)  # first to go at shutdown
             tasks.start("eventapi-generation", watcher.run_forever)
             tasks.start("eventapi-refresher", refresher.run_forever)
-            tasks.start("eventapi-metrics", lambda: _every(PUBLISH_SECONDS, metrics.publish))
+            tasks.start("eventapi-metrics", lambda: _publish_every(PUBLISH_SECONDS, fleet, metrics))
         except BaseException:
             await resources.aclose()
             raise
@@ -138,7 +144,7 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
         route_table(search, operations), startup, resources.aclose, prefix_routes=PREFIX_ROUTES,
         observe=_observer(tally, access_log=settings.access_log),
     )  # fmt: skip
-    return Worker(app, store, job, refresher, watcher, search, metrics, tasks)
+    return Worker(app, store, job, refresher, watcher, search, metrics, fleet, tasks)
 
 
 def _observer(tally: RequestTally, *, access_log: bool) -> Observer:
@@ -159,10 +165,12 @@ def _observer(tally: RequestTally, *, access_log: bool) -> Observer:
     return tally_and_log
 
 
-async def _every(seconds: float, work: Callable[[], None]) -> None:
+async def _publish_every(seconds: float, fleet: FleetRefreshReader, metrics: MetricsPublisher) -> None:
+    """Read the fleet's refresh status, then write this worker's snapshot, every `seconds`."""
     while True:
+        await fleet.update()
+        metrics.publish()
         await asyncio.sleep(seconds)
-        work()
 
 
 def create_app(settings: Settings | None = None) -> EventApi:
