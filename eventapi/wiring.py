@@ -151,15 +151,18 @@ def _observer(tally: RequestTally, *, access_log: bool) -> Observer:
     """What the app does after each answer: tally it, and log it when asked to (off by default)."""
     record = tally.record
     if not access_log:
-        return lambda route, status, seconds, scope: record(route, status, seconds)
+        return lambda route, status, seconds, scope, request_id: record(route, status, seconds)
 
-    def tally_and_log(route: str, status: int, seconds: float, scope: Scope) -> None:
+    def tally_and_log(
+        route: str, status: int, seconds: float, scope: Scope, request_id: bytes | None
+    ) -> None:
         record(route, status, seconds)
         query = scope["query_string"].decode("latin-1")
         access.info(
             "request",
             extra={"method": scope["method"], "path": scope["path"], "query": query,
-                   "status": status, "duration_ms": round(seconds * 1000, 3)},
+                   "status": status, "duration_ms": round(seconds * 1000, 3),
+                   "request_id": None if request_id is None else request_id.decode()},
         )  # fmt: skip
 
     return tally_and_log
