@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from eventapi import plans
 from eventapi.http.response_cache import LruCache
 from eventapi.observability.fleet import FleetRefresh
 from eventapi.observability.metrics import MetricsPublisher, RequestTally, metrics_directory
@@ -159,7 +161,15 @@ def test_counters_with_known_labels_are_exported_at_zero(tmp_path: Path) -> None
         assert sample(text, "eventapi_refresh_runs_total", outcome=outcome) == 0
     for result in ("hit", "miss", "eviction"):
         assert sample(text, "eventapi_lru_total", result=result) == 0
+    for kind in ("missing_id", "missing_title", "bad_date", "ends_before_start", "bad_zone"):
+        assert sample(text, "eventapi_plans_skipped_total", kind=kind) == 0
     assert sample(text, "eventapi_refresh_interval_seconds") == 60
+
+
+def test_every_kind_a_plan_is_skipped_for_is_a_known_kind() -> None:
+    """A kind missing from SKIP_KINDS would be exported only from its first skip: increase() misses it."""
+    source = Path(plans.__file__).read_text()
+    assert set(re.findall(r'_Unreadable\(\s*"(\w+)"', source)) == set(plans.SKIP_KINDS)
 
 
 def test_a_refresh_counts_once_however_often_it_is_published(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 from eventapi.errors import SettingsError
 from eventapi.observability.fleet import FleetRefresh
 from eventapi.observability.process import ProcessFigures, process_figures
+from eventapi.plans import SKIP_KINDS
 from eventapi.refresh.loop import Outcome, RefreshStatus
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,9 @@ class SnapshotCollector(Collector):
             buckets=refresh_duration.cumulative(REFRESH_BUCKETS),
             sum_value=refresh_duration.total,
         )
-        yield _counter("eventapi_plans_skipped", "Unreadable plans skipped, by kind", "kind", skipped)
+        yield _counter(
+            "eventapi_plans_skipped", "Unreadable plans skipped, by kind", "kind", skipped, SKIP_KINDS
+        )
         yield GaugeMetricFamily(
             "eventapi_generation",
             "Store generation this worker serves",
