@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from eventapi.errors import SettingsError
-from eventapi.observability.logs import configure_logging
+from eventapi.observability.logs import configure_logging, granian_log_config
 from eventapi.observability.metrics import metrics_directory
 from eventapi.refresh.loop import Outcome
 from eventapi.settings import Settings
@@ -42,6 +42,7 @@ def _serve(settings: Settings) -> None:
         interface=Interfaces.ASGI,
         loop=Loops.uvloop,
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+        log_dictconfig=granian_log_config(),
     ).serve()
 
 
