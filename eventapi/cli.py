@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from eventapi.errors import SettingsError
-from eventapi.observability.logs import configure_logging
+from eventapi.observability.logs import configure_logging, granian_log_config
 from eventapi.observability.metrics import metrics_directory
 from eventapi.refresh.loop import Outcome
 from eventapi.settings import Settings
@@ -47,6 +47,7 @@ def _serve(settings: Settings) -> None:
         loop=Loops.uvloop,
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
         workers_kill_timeout=DRAIN_SECONDS,
+        log_dictconfig=granian_log_config(),
     ).serve()
 
 

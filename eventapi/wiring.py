@@ -23,6 +23,7 @@ from eventapi.http.operations import Operations
 from eventapi.http.response_cache import LruCache
 from eventapi.http.routes import PREFIX_ROUTES, route_table
 from eventapi.http.search import CachedAnswer, SearchEndpoint
+from eventapi.observability.fleet import FleetRefreshReader
 from eventapi.observability.logs import configure_logging
 from eventapi.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from eventapi.observability.metrics import MetricsPublisher, RequestTally
@@ -37,6 +38,7 @@ from eventapi.store import Store
 log = logging.getLogger(__name__)
 access = logging.getLogger("eventapi.access")
 # Other workers' snapshots lag their requests by at most this; a scrape publishes its own first.
+# Each publish reads the fleet's refresh status first: one small GET a second per worker.
 PUBLISH_SECONDS = 1.0
 RETRY_POLICY = RetryPolicy()
 
@@ -92,6 +94,7 @@ class Worker:
     watcher: GenerationWatcher
     search: SearchEndpoint
     metrics: MetricsPublisher
+    fleet: FleetRefreshReader
     tasks: BackgroundTasks
 
 
@@ -108,8 +111,11 @@ def build_worker(
     days = DayCache(store, settings.day_cache_bytes)
     search = SearchEndpoint(days, settings.tz, watcher, cache, settings.cache_max_age)
     tally = RequestTally()
+    fleet = FleetRefreshReader(store.refresh_status)
     metrics = MetricsPublisher(
         tally, cache=cache, refreshes=refresher.status, generation=lambda: watcher.current,
+        store_up=lambda: watcher.store_reachable, fleet=lambda: fleet.latest,
+        refresh_interval=settings.refresh_interval,
         directory=None if settings.metrics_dir is None else Path(settings.metrics_dir),
     )  # fmt: skip
     tasks = BackgroundTasks()
@@ -131,7 +137,7 @@ def build_worker(
             resources.push_async_callback(tasks.stop)  # first to go at shutdown
             tasks.start("eventapi-generation", watcher.run_forever)
             tasks.start("eventapi-refresher", refresher.run_forever)
-            tasks.start("eventapi-metrics", lambda: _every(PUBLISH_SECONDS, metrics.publish))
+            tasks.start("eventapi-metrics", lambda: _publish_every(PUBLISH_SECONDS, fleet, metrics))
         except BaseException:
             await resources.aclose()
             raise
@@ -145,31 +151,36 @@ def build_worker(
         route_table(search, operations), startup, resources.aclose, prefix_routes=PREFIX_ROUTES,
         observe=_observer(tally, access_log=settings.access_log),
     )  # fmt: skip
-    return Worker(app, store, job, refresher, watcher, search, metrics, tasks)
+    return Worker(app, store, job, refresher, watcher, search, metrics, fleet, tasks)
 
 
 def _observer(tally: RequestTally, *, access_log: bool) -> Observer:
     """What the app does after each answer: tally it, and log it when asked to (off by default)."""
     record = tally.record
     if not access_log:
-        return lambda route, status, seconds, scope: record(route, status, seconds)
+        return lambda route, status, seconds, scope, request_id: record(route, status, seconds)
 
-    def tally_and_log(route: str, status: int, seconds: float, scope: Scope) -> None:
+    def tally_and_log(
+        route: str, status: int, seconds: float, scope: Scope, request_id: bytes | None
+    ) -> None:
         record(route, status, seconds)
         query = scope["query_string"].decode("latin-1")
         access.info(
             "request",
             extra={"method": scope["method"], "path": scope["path"], "query": query,
-                   "status": status, "duration_ms": round(seconds * 1000, 3)},
+                   "status": status, "duration_ms": round(seconds * 1000, 3),
+                   "request_id": None if request_id is None else request_id.decode()},
         )  # fmt: skip
 
     return tally_and_log
 
 
-async def _every(seconds: float, work: Callable[[], None]) -> None:
+async def _publish_every(seconds: float, fleet: FleetRefreshReader, metrics: MetricsPublisher) -> None:
+    """Read the fleet's refresh status, then write this worker's snapshot, every `seconds`."""
     while True:
+        await fleet.update()
+        metrics.publish()
         await asyncio.sleep(seconds)
-        work()
 
 
 def create_app(settings: Settings | None = None) -> EventApi:

@@ -177,6 +177,24 @@ async def test_status_shows_the_providers_last_error() -> None:
     assert "HTTP 503" in refresh["last_error"] and refresh["runs"] == {"refreshed": 1, "failed": 1}
 
 
+async def test_a_failure_by_a_worker_that_never_succeeded_keeps_the_fleets_last_success() -> None:
+    """The fleet's status (and the freshness metric read from it) must not forget a success because
+    another worker's refresh failed after it."""
+    store = MemoryStore()
+    succeeding, failing_feed = make(SampleFeed("response_1.xml"), store), SampleFeed()
+    failing = make(failing_feed, store)
+    await succeeding.refresher.refresh_once(force=True)
+    failing_feed.fail = True
+    await failing.refresher.refresh_once(force=True)
+    refresh = (await call(failing.app, "/status")).json()["refresh"]
+    assert "HTTP 503" in refresh["last_error"]
+    success = succeeding.refresher.status.as_dict()
+    assert (refresh["last_success_at"], refresh["events_served"], refresh["generation"]) == (
+        success["last_success_at"], success["events_served"], success["generation"],
+    )  # fmt: skip
+    assert refresh["last_attempt_at"] == failing.refresher.status.as_dict()["last_attempt_at"]
+
+
 async def test_status_shows_the_lock_while_this_worker_refreshes() -> None:
     feed = SampleFeed("response_1.xml")
     feed.gate.clear()
@@ -196,6 +214,7 @@ async def test_metrics_count_requests_latency_cache_and_refreshes() -> None:
         await call(service.app, "/search")
     await call(service.app, "/search", b"starts_at=nonsense")
     await call(service.app, "/nowhere")
+    await service.fleet.update()  # what the worker's publisher does once a second
     reply = await call(service.app, "/metrics")
     assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = reply.body.decode()
