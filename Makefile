@@ -16,10 +16,10 @@ LINT_PATHS := $(wildcard eventapi tests bench loadtest)
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help run test demo lint types check bench bench-http bench-stall load soak clean FORCE
-.PHONY: image up demo-up down logs build start stop clean-containers container-check
+.PHONY: image up demo-up monitoring-up down logs build start stop clean-containers container-check kube-check lock
 
 help: ## list the targets
-	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: $(VENV)/.installed ## serve on http://127.0.0.1:8000 with the embedded store (no Redis needed)
 	$(VENV_PY) -m eventapi serve
@@ -74,8 +74,8 @@ clean: ## remove .venv, caches and build output
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	@if command -v $(COMPOSE) >/dev/null 2>&1; then $(MAKE) --no-print-directory clean-containers; fi
 
-# Containers (docs/operations.md, "Containers"). PYTHON_IMAGE, REDIS_IMAGE and NGINX_IMAGE replace the
-# official base images when set (a mirror, or this sandbox's stand-ins).
+# Containers (docs/operations.md, "Containers"). PYTHON_IMAGE, REDIS_IMAGE, NGINX_IMAGE, PROMETHEUS_IMAGE
+# and GRAFANA_IMAGE replace the official images when set (a mirror, or this sandbox's stand-ins).
 PODMAN ?= podman
 COMPOSE ?= podman-compose
 EVENTAPI_IMAGE ?= localhost/eventapi:latest
@@ -86,6 +86,10 @@ export BUILDAH_FORMAT ?= docker
 COMPOSE_PROJECT_NAME ?= eventapi
 export EVENTAPI_IMAGE COMPOSE_PROJECT_NAME
 DEMO_ENV := EVENTAPI_PROVIDER_URL=http://sim:8081/api/events EVENTAPI_REFRESH_INTERVAL=5
+# Every optional part, so down, logs and clean reach them whichever were started.
+ALL_PROFILES := --profile demo --profile monitoring --profile grafana
+# GRAFANA=0: make monitoring-up starts Prometheus only.
+GRAFANA ?= 1
 # podman-compose down names every container and pod it would remove, present or not
 QUIET_ABSENT := { grep -v -e 'no such container' -e 'no such pod' || true; }
 PROJECT_CONTAINERS = $(PODMAN) ps -aq --filter label=io.podman.compose.project=$(COMPOSE_PROJECT_NAME)
@@ -104,24 +108,41 @@ demo-up: ## the same stack with the provider simulator, offline; builds the imag
 
 start: up ## same as make up
 
+monitoring-up: ## add Prometheus (127.0.0.1:9090) and Grafana (127.0.0.1:3000) to the running stack (docs/monitoring.md)
+	$(COMPOSE) --profile monitoring up -d prometheus
+ifneq ($(GRAFANA),0)
+	@echo "$(COMPOSE) --profile grafana up -d grafana"; $(COMPOSE) --profile grafana up -d grafana || \
+	  echo "make: Grafana did not start (GRAFANA_IMAGE=$${GRAFANA_IMAGE:-docker.io/grafana/grafana:latest}); Prometheus runs without it" >&2
+endif
+
 down: ## stop and remove the stack's containers (the Redis volume stays)
-	@echo "$(COMPOSE) --profile demo down"; $(COMPOSE) --profile demo down 2>&1 | $(QUIET_ABSENT)
+	@echo "$(COMPOSE) $(ALL_PROFILES) down"; $(COMPOSE) $(ALL_PROFILES) down 2>&1 | $(QUIET_ABSENT)
 	@ids=$$($(PROJECT_CONTAINERS)); if [ -n "$$ids" ]; then $(PODMAN) rm -f $$ids >/dev/null; fi
 
 stop: down ## same as make down
 
 logs: ## follow the stack's logs
-	$(COMPOSE) --profile demo logs -f
+	$(COMPOSE) $(ALL_PROFILES) logs -f
 
 clean-containers: ## remove the stack's containers, orphans, volumes and image (make clean calls it)
-	@echo "$(COMPOSE) --profile demo down --volumes --remove-orphans"; \
-	  $(COMPOSE) --profile demo down --volumes --remove-orphans 2>&1 | $(QUIET_ABSENT)
+	@echo "$(COMPOSE) $(ALL_PROFILES) down --volumes --remove-orphans"; \
+	  $(COMPOSE) $(ALL_PROFILES) down --volumes --remove-orphans 2>&1 | $(QUIET_ABSENT)
 	-@ids=$$($(PROJECT_CONTAINERS)); if [ -n "$$ids" ]; then $(PODMAN) rm -f $$ids >/dev/null; fi
 	-$(PODMAN) image rm --force --ignore $(EVENTAPI_IMAGE)
 	-$(PODMAN) image prune --force --filter label=org.opencontainers.image.title=eventapi
 
-container-check: ## build the image, run the demo stack, check balancing, failover, persistence, down
+container-check: ## build the image, run the demo stack with Prometheus, check it (docs/operations.md)
 	bash deploy/container-check
+
+kube-check: ## podman kube play of deploy/k8s/overlays/podman: ready, searches, kube down leaves nothing
+	bash deploy/kube-check
+
+# The image installs exactly these (Containerfile): one resolution for every Python >= 3.11 and
+# platform, with hashes. LOCK_ARGS=--upgrade moves the pins to the newest releases.
+LOCK_ARGS ?=
+lock: $(VENV)/.installed-lock ## regenerate requirements/runtime.txt from pyproject.toml's dependencies
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	  --custom-compile-command 'make lock' --quiet --output-file requirements/runtime.txt $(LOCK_ARGS)
 
 # The venv is made when its interpreter is missing: on first use, or when a Python upgrade left
 # .venv/bin/python dangling. That also removes the stamps below, which make has already looked

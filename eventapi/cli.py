@@ -1,4 +1,4 @@
-"""Command line: `eventapi serve | refresh | sim | demo` (also `python -m eventapi ...`)."""
+"""Command line: `eventapi serve | refresh | sim | demo | healthcheck` (also `python -m eventapi ...`)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 from eventapi.errors import SettingsError
-from eventapi.observability.logs import configure_logging
+from eventapi.observability.logs import configure_logging, granian_log_config
 from eventapi.observability.metrics import metrics_directory
 from eventapi.refresh.loop import Outcome
 from eventapi.settings import Settings
 from eventapi.wiring import refresh_now, serve_refresh_jobs
 
 APP_FACTORY = "eventapi.wiring:create_app"
+# On SIGTERM each worker gets this long to finish its requests and shut down, then is killed; an
+# orchestrator's grace period must exceed it (compose: 20 s; Kubernetes: docs/deploy.md, "Shutdown").
+DRAIN_SECONDS = 15
+HEALTHCHECK_TIMEOUT = 2.0
 
 
 def serve(settings: Settings) -> int:
@@ -42,6 +46,8 @@ def _serve(settings: Settings) -> None:
         interface=Interfaces.ASGI,
         loop=Loops.uvloop,
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+        workers_kill_timeout=DRAIN_SECONDS,
+        log_dictconfig=granian_log_config(),
     ).serve()
 
 
@@ -50,6 +56,24 @@ def refresh(settings: Settings) -> int:
     outcome = asyncio.run(refresh_now(settings))
     print(f"refresh: {outcome.value}")
     return 0 if outcome in (Outcome.REFRESHED, Outcome.UNCHANGED) else 1
+
+
+def healthcheck(settings: Settings) -> int:
+    """GET /healthz of the server on this host: exit 0 when it answers 200, else 1.
+
+    For exec probes in images without curl, as one plain word (podman 4.3 joins a probe's
+    arguments into a shell line, so code passed with `python -c` breaks there).
+    """
+    import urllib.request
+
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTHCHECK_TIMEOUT) as answer:
+            return 0 if answer.status == 200 else 1
+    except OSError as exc:  # refused, timed out, or an error status (HTTPError)
+        print(f"eventapi healthcheck: {url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def demo(settings: Settings) -> int:
@@ -71,7 +95,7 @@ def demo(settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="eventapi", description=__doc__)
-    parser.add_argument("command", choices=["serve", "refresh", "sim", "demo"])
+    parser.add_argument("command", choices=["serve", "refresh", "sim", "demo", "healthcheck"])
     # A serving worker's refresh job server (eventapi/refresh/job_server.py), not for operators.
     parser.add_argument("--job-server", action="store_true", help=argparse.SUPPRESS)
     if args[:1] == ["sim"]:
@@ -87,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if arguments.command == "refresh":
         return serve_refresh_jobs(settings) if arguments.job_server else refresh(settings)
-    runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "demo": demo}
+    runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "demo": demo, "healthcheck": healthcheck}
     try:
         return runners[arguments.command](settings)
     except SettingsError as exc:  # a setting found unusable only when used (EVENTAPI_METRICS_DIR)

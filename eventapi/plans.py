@@ -30,13 +30,17 @@ PLAN_ATTRIBUTES = {
 }
 
 
+# Why a plan is skipped, stable for counters (eventapi_plans_skipped_total exports each, 0 included).
+SKIP_KINDS = ("missing_id", "missing_title", "bad_date", "ends_before_start", "bad_zone")
+
+
 @dataclass(frozen=True, slots=True)
 class SkippedPlan:
     """A plan that could not be read, with the ids it had and why it was skipped."""
 
     base_plan_id: str
     plan_id: str
-    kind: str  # stable, for counters: missing_id, missing_title, bad_date, ends_before_start, bad_zone
+    kind: str  # one of SKIP_KINDS
     reason: str  # for people: what was wrong, with the value
 
 

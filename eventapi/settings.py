@@ -41,6 +41,9 @@ class Settings:
     day_cache_bytes: int = 64 * 1024 * 1024
     access_log: bool = False
     max_events_per_answer: int = 0  # 0: no cap
+    # Redis restarts and failovers take seconds: a worker holding its copy of the data stays ready
+    # that long, so one brief outage does not empty the load balancer (docs/deploy.md, "Probes").
+    ready_while_store_down_seconds: float = 30.0
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -115,12 +118,25 @@ class Settings:
             day_cache_bytes=read(
                 "DAY_CACHE_BYTES", _non_negative_int, defaults.day_cache_bytes, "a whole number of bytes >= 0"
             ),
+            ready_while_store_down_seconds=read(
+                "READY_WHILE_STORE_DOWN_SECONDS",
+                _non_negative_float,
+                defaults.ready_while_store_down_seconds,
+                "a number of seconds >= 0",
+            ),
         )
 
 
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not 0 < value < float("inf"):  # also refuses nan
+        raise ValueError(raw)
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value < float("inf"):  # also refuses nan
         raise ValueError(raw)
     return value
 

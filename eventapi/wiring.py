@@ -24,6 +24,7 @@ from eventapi.http.operations import Operations
 from eventapi.http.response_cache import LruCache
 from eventapi.http.routes import PREFIX_ROUTES, route_table
 from eventapi.http.search import Entry, RangeKey, SearchEndpoint
+from eventapi.observability.fleet import FleetRefreshReader
 from eventapi.observability.logs import configure_logging
 from eventapi.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from eventapi.observability.metrics import MetricsPublisher, RequestTally
@@ -37,6 +38,7 @@ from eventapi.store import Store
 log = logging.getLogger(__name__)
 access = logging.getLogger("eventapi.access")
 # Other workers' snapshots lag their requests by at most this; a scrape publishes its own first.
+# Each publish reads the fleet's refresh status first: one small GET a second per worker.
 PUBLISH_SECONDS = 1.0
 RETRY_POLICY = RetryPolicy()
 
@@ -92,30 +94,37 @@ class Worker:
     watcher: GenerationWatcher
     search: SearchEndpoint
     metrics: MetricsPublisher
+    fleet: FleetRefreshReader
     tasks: BackgroundTasks
 
 
-def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
+def build_worker(
+    settings: Settings, store: Store, job: RefreshJob, clock: Callable[[], float] = time.monotonic
+) -> Worker:
     """One worker's parts around a store and a refresh job; lifespan opens and closes them in order."""
-    watcher = GenerationWatcher(store)
+    watcher = GenerationWatcher(store, clock=clock)
     refresher = Refresher(
         store, job, interval=settings.refresh_interval, lock_ttl=refresh_lock_ttl(settings),
         on_generation=watcher.observe,
     )  # fmt: skip
     cache: LruCache[RangeKey, Entry] = LruCache(settings.lru_entries, settings.lru_bytes)
+    days = DayCache(store, settings.day_cache_bytes, on_load=gc_policy.freeze_new_day_copy)
     search = SearchEndpoint(
-        DayCache(store, settings.day_cache_bytes, on_load=gc_policy.freeze_new_day_copy),
-        settings.tz, watcher, cache, settings.cache_max_age, settings.max_events_per_answer,
-    )  # fmt: skip
+        days, settings.tz, watcher, cache, settings.cache_max_age, settings.max_events_per_answer
+    )
     tally = RequestTally()
+    fleet = FleetRefreshReader(store.refresh_status)
     metrics = MetricsPublisher(
         tally, cache=cache, refreshes=refresher.status, generation=lambda: watcher.current,
+        store_up=lambda: watcher.store_reachable, fleet=lambda: fleet.latest,
+        refresh_interval=settings.refresh_interval,
         directory=None if settings.metrics_dir is None else Path(settings.metrics_dir),
     )  # fmt: skip
     tasks = BackgroundTasks()
     operations = Operations(
         store, refresher, watcher, cache, (METRICS_CONTENT_TYPE, metrics.exposition), tasks,
-        started_at=iso_utc(time.time()),
+        started_at=iso_utc(time.time()), days=days,
+        ready_while_store_down=settings.ready_while_store_down_seconds,
     )  # fmt: skip
     resources = contextlib.AsyncExitStack()
 
@@ -130,7 +139,7 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
             resources.push_async_callback(tasks.stop)  # first to go at shutdown
             tasks.start("eventapi-generation", watcher.run_forever)
             tasks.start("eventapi-refresher", refresher.run_forever)
-            tasks.start("eventapi-metrics", lambda: _every(PUBLISH_SECONDS, metrics.publish))
+            tasks.start("eventapi-metrics", lambda: _publish_every(PUBLISH_SECONDS, fleet, metrics))
         except BaseException:
             await resources.aclose()
             raise
@@ -145,31 +154,36 @@ def build_worker(settings: Settings, store: Store, job: RefreshJob) -> Worker:
         route_table(search, operations), startup, resources.aclose, prefix_routes=PREFIX_ROUTES,
         observe=_observer(tally, access_log=settings.access_log),
     )  # fmt: skip
-    return Worker(app, store, job, refresher, watcher, search, metrics, tasks)
+    return Worker(app, store, job, refresher, watcher, search, metrics, fleet, tasks)
 
 
 def _observer(tally: RequestTally, *, access_log: bool) -> Observer:
     """What the app does after each answer: tally it, and log it when asked to (off by default)."""
     record = tally.record
     if not access_log:
-        return lambda route, status, seconds, scope: record(route, status, seconds)
+        return lambda route, status, seconds, scope, request_id: record(route, status, seconds)
 
-    def tally_and_log(route: str, status: int, seconds: float, scope: Scope) -> None:
+    def tally_and_log(
+        route: str, status: int, seconds: float, scope: Scope, request_id: bytes | None
+    ) -> None:
         record(route, status, seconds)
         query = scope["query_string"].decode("latin-1")
         access.info(
             "request",
             extra={"method": scope["method"], "path": scope["path"], "query": query,
-                   "status": status, "duration_ms": round(seconds * 1000, 3)},
+                   "status": status, "duration_ms": round(seconds * 1000, 3),
+                   "request_id": None if request_id is None else request_id.decode()},
         )  # fmt: skip
 
     return tally_and_log
 
 
-async def _every(seconds: float, work: Callable[[], None]) -> None:
+async def _publish_every(seconds: float, fleet: FleetRefreshReader, metrics: MetricsPublisher) -> None:
+    """Read the fleet's refresh status, then write this worker's snapshot, every `seconds`."""
     while True:
+        await fleet.update()
+        metrics.publish()
         await asyncio.sleep(seconds)
-        work()
 
 
 def create_app(settings: Settings | None = None) -> EventApi:

@@ -43,6 +43,7 @@ def test_every_variable_is_read() -> None:
         "EVENTAPI_DAY_CACHE_BYTES": "0",
         "EVENTAPI_ACCESS_LOG": "yes",
         "EVENTAPI_MAX_EVENTS_PER_ANSWER": "5000",
+        "EVENTAPI_READY_WHILE_STORE_DOWN_SECONDS": "0",
     }
     assert set(environ) == set(Settings().to_environ())  # one variable per setting, all of them here
     assert Settings.from_env(environ) == Settings(
@@ -67,6 +68,7 @@ def test_every_variable_is_read() -> None:
         day_cache_bytes=0,
         access_log=True,
         max_events_per_answer=5000,
+        ready_while_store_down_seconds=0.0,
     )
 
 
@@ -91,6 +93,8 @@ def test_blank_values_mean_unset() -> None:
         ("EVENTAPI_LOG_LEVEL", "chatty"),
         ("EVENTAPI_CACHE_MAX_AGE", "-1"),
         ("EVENTAPI_METRICS_DIR", "/dev/null"),
+        ("EVENTAPI_READY_WHILE_STORE_DOWN_SECONDS", "-1"),
+        ("EVENTAPI_READY_WHILE_STORE_DOWN_SECONDS", "nan"),
     ],
 )
 def test_bad_value_raises_one_error_naming_variable_value_and_form(variable: str, value: str) -> None:

@@ -106,13 +106,15 @@ def test_a_given_metrics_dir_holds_only_the_serving_workers_snapshots(
 
 
 def test_logs_are_json_lines_and_the_access_log_is_off_by_default(sim: SimServer, tmp_path: Path) -> None:
+    """Every line of the server's output, Granian's own included, is one JSON object: ready to ship."""
     log_path = tmp_path / "service.log"
     with ServiceProcess({"EVENTAPI_PROVIDER_URL": sim.url}, log_path) as service:
         service.get(SEARCH)
         service.wait_until(lambda: "refresh refreshed" in log_path.read_text(), "the first refresh is logged")
-    ours = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-    assert ours and all({"time", "level", "logger", "event"} <= set(entry) for entry in ours)
-    assert not [entry for entry in ours if entry["logger"] == "eventapi.access"]
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert lines and all({"time", "level", "logger", "event", "pid"} <= set(entry) for entry in lines)
+    assert {"_granian", "eventapi.wiring", "eventapi.refresh.loop"} <= {entry["logger"] for entry in lines}
+    assert not [entry for entry in lines if entry["logger"] == "eventapi.access"]
 
 
 def test_access_log_lines_when_turned_on(sim: SimServer, tmp_path: Path) -> None:

@@ -119,6 +119,18 @@ def test_refresh_command_exits_by_outcome(sim: SimServer, redis_url: str, redis_
     assert "not well-formed" in failed.stderr
 
 
+def test_healthcheck_command_exits_0_only_while_the_server_on_its_port_answers(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """The exec liveness probe of images without curl (deploy/k8s/overlays/podman) relies on it."""
+    settings = {"EVENTAPI_PROVIDER_URL": sim.url, "EVENTAPI_HOST": "0.0.0.0"}
+    with ServiceProcess(settings, tmp_path / "service.log", ready_path="/healthz") as service:
+        port = {"EVENTAPI_PORT": str(service.port), "EVENTAPI_HOST": "0.0.0.0"}
+        assert run_command(["healthcheck"], port).returncode == 0
+    stopped = run_command(["healthcheck"], port)
+    assert stopped.returncode == 1 and "/healthz" in stopped.stderr
+
+
 def test_demo_shows_the_simulators_events_with_no_network(tmp_path: Path) -> None:
     """`eventapi demo` wires its own simulator to the service: events are searchable within seconds."""
     with ServiceProcess({}, tmp_path / "demo.log", command="demo") as demo:

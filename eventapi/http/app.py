@@ -7,23 +7,31 @@ from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
 
 from eventapi.errors import MethodNotAllowed, NotFound, PublicError
+from eventapi.http import request_id as request_ids
 from eventapi.http.asgi import Receive, Scope, Send
 from eventapi.http.responses import ERROR_STATUS, Response, error_response, internal_error_response
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Scope], Awaitable[Response]]
-# Told of every answered request: route name, status, seconds taken, scope.
-Observer = Callable[[str, int, float, Scope], None]
+# Told of every answered request: route name, status, seconds taken, scope, request id (or None).
+Observer = Callable[[str, int, float, Scope, bytes | None], None]
 Lifecycle = Callable[[], Awaitable[None]]
 
 METHODS = ("GET", "HEAD")
 _ALLOW = ((b"allow", b"GET, HEAD"),)
 
 
-async def send_response(send: Send, response: Response, *, head: bool = False) -> None:
-    """Exactly two ASGI messages; HEAD gets the headers of GET without the body."""
+async def send_response(
+    send: Send, response: Response, *, head: bool = False, request_id: bytes | None = None
+) -> None:
+    """Exactly two ASGI messages; HEAD gets the headers of GET without the body.
+
+    A request id is added to a new tuple: the response's own headers may be a cached answer's.
+    """
     status, headers, body = response
+    if request_id is not None:
+        headers = (*headers, (request_ids.HEADER, request_id))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
@@ -67,6 +75,7 @@ class EventApi:
     async def _http(self, scope: Scope, send: Send) -> None:
         started = perf_counter()
         method = scope["method"]
+        request_id = request_ids.request_id_of(scope["headers"])
         route, handler = self._route_for(scope["path"])
         if handler is None:
             path = scope["path"][:100]
@@ -83,11 +92,14 @@ class EventApi:
                     log.error("error code %r is not in the error table", exc.code, exc_info=exc)
                 response = error_response(exc)
             except Exception:
-                log.exception("internal error on %s %s", method, scope["path"])
+                log.exception(
+                    "internal error on %s %s", method, scope["path"],
+                    extra={"request_id": None if request_id is None else request_id.decode()},
+                )  # fmt: skip
                 response = internal_error_response()
-        await send_response(send, response, head=method == "HEAD")
+        await send_response(send, response, head=method == "HEAD", request_id=request_id)
         if self._observe is not None:
-            self._observe(route, response[0], perf_counter() - started, scope)
+            self._observe(route, response[0], perf_counter() - started, scope, request_id)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -24,6 +24,11 @@ class DayCache:
         self._too_big_generation: int | None = None
         self._loading: asyncio.Future[DayRead | None] | None = None
 
+    @property
+    def holds_copy(self) -> bool:
+        """Whether this worker holds a generation's day blobs, so it can answer any range alone."""
+        return self._copy is not None
+
     async def read(self, time_range: TimeRange, generation: int) -> DayRead:
         """The day blobs of a range, all of one generation not older than `generation`."""
         copy = self._copy
@@ -55,6 +60,7 @@ class DayCache:
         everything = await self._store.read_days(None, None)
         if sum(len(blob) for blob in everything.day_blobs) > self._max_bytes:
             self._too_big_generation = everything.generation
+            self._copy = None  # an older copy cannot answer for this generation: free it
             return None
         self._copy = everything
         self._on_load()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from eventapi.errors import StoreUnavailable
 from eventapi.store import Store
@@ -18,9 +20,13 @@ UNKNOWN = -1
 class GenerationWatcher:
     """Holds the latest generation this worker has seen; cached responses of another one are stale."""
 
-    def __init__(self, store: Store, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, store: Store, poll_seconds: float = POLL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self._poll_seconds = poll_seconds
+        self._clock = clock
+        self._unreachable_since = 0.0
         self.current = UNKNOWN
         self.store_reachable = True
 
@@ -37,7 +43,12 @@ class GenerationWatcher:
         except StoreUnavailable as exc:
             if self.store_reachable:
                 log.warning("store unreachable from the generation poll: %s", exc)
+                self._unreachable_since = self._clock()
             self.store_reachable = False
+
+    def unreachable_seconds(self) -> float:
+        """How long the store has failed this worker's polls without a success; 0 while it answers."""
+        return self._clock() - self._unreachable_since if not self.store_reachable else 0.0
 
     async def run_forever(self) -> None:
         """Poll until cancelled."""

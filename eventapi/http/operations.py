@@ -11,6 +11,7 @@ import orjson
 from eventapi.background import BackgroundTasks
 from eventapi.errors import StoreUnavailable
 from eventapi.http.asgi import Scope
+from eventapi.http.day_copy import DayCache
 from eventapi.http.generation import GenerationWatcher
 from eventapi.http.response_cache import LruCache
 from eventapi.http.responses import Response, response
@@ -44,8 +45,11 @@ class Operations:
     def __init__(
         self, store: Store, refresher: Refreshing, watcher: GenerationWatcher, cache: LruCache[Any, Any],
         exposition: tuple[bytes, Callable[[], bytes]], tasks: BackgroundTasks, started_at: str,
+        days: DayCache, ready_while_store_down: float,
     ) -> None:  # fmt: skip
         self._store = store
+        self._days = days
+        self._ready_while_store_down = ready_while_store_down
         self._refresher = refresher
         self._watcher = watcher
         self._cache = cache
@@ -59,13 +63,13 @@ class Operations:
 
     async def readyz(self, scope: Scope) -> Response:
         """Ready when the store answers and holds history, or a refresh has succeeded (even empty),
-        and no background task of this worker has died."""
+        or briefly without the store while this worker's copy answers; and no background task died."""
         reasons = [f"background task {name} died: {reason}" for name, reason in self._tasks.deaths.items()]
         try:
             if await self._store.generation() == 0 and not await self._fleet_refreshed_once():
                 reasons.append("no events stored yet and no successful refresh yet")
         except StoreUnavailable as exc:
-            reasons.append(f"store unreachable: {exc}")
+            reasons.extend(self._store_down_reasons(exc))
         body = orjson.dumps({"ready": not reasons, "reasons": reasons})
         return response(503 if reasons else 200, body, _NO_STORE)
 
@@ -97,6 +101,18 @@ class Operations:
     async def metrics(self, scope: Scope) -> Response:
         """Every worker's metrics in the Prometheus text format."""
         return response(200, self._exposition(), _NO_STORE, content_type=self._exposition_type)
+
+    def _store_down_reasons(self, exc: StoreUnavailable) -> list[str]:
+        """No reason while this worker's copy answers any range and the outage is younger than the bound.
+
+        Every worker loses the store at once: 503 at once would empty the Service during a failover.
+        """
+        if not self._days.holds_copy:
+            return [f"store unreachable and no copy of the data in this worker: {exc}"]
+        down_for, bound = self._watcher.unreachable_seconds(), self._ready_while_store_down
+        if down_for < bound:
+            return []
+        return [f"store unreachable for {down_for:.0f} s (ready without it for {bound:g} s at most): {exc}"]
 
     async def _fleet_refreshed_once(self) -> bool:
         fleet = await self._store.refresh_status()

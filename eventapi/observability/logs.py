@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -30,6 +31,18 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
+
+
+def granian_log_config() -> dict[str, Any]:
+    """Granian's own log lines (start, workers, shutdown) as JSON on stderr too, so every line of the
+    service's output is one JSON object (docs/logging.md); its default is plain text on stdout."""
+    return {
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "console": {"formatter": "json", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+        },
+        "loggers": {"_granian": {"handlers": ["console"], "propagate": False}},
+    }
 
 
 def configure_logging(level: str) -> None:

@@ -28,6 +28,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from eventapi.errors import SettingsError
+from eventapi.observability.fleet import FleetRefresh
+from eventapi.observability.process import ProcessFigures, process_figures
+from eventapi.plans import SKIP_KINDS
 from eventapi.refresh.loop import Outcome, RefreshStatus
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 REFRESH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # The outcomes of a refresh that ran (fetched, or tried to): its figures are counted once each.
 _COMPLETED = (Outcome.REFRESHED.value, Outcome.UNCHANGED.value, Outcome.FAILED.value)
+# Labels exported even at 0, so rate() and increase() see a counter from its start.
+_OUTCOMES = tuple(outcome.value for outcome in Outcome)
+_LRU_RESULTS = ("hit", "miss", "eviction")
 _SNAPSHOTS = "worker-*.json"
 _BEING_WRITTEN = ".worker-*.json.tmp"
 
@@ -103,9 +109,9 @@ class Snapshot:
     refresh_duration: Histogram = field(default_factory=lambda: Histogram([0] * (len(REFRESH_BUCKETS) + 1)))
     plans_skipped: dict[str, int] = field(default_factory=dict)
     generation: int = 0
-    events_served: int = 0
-    provider_bytes: int = 0
-    provider_bytes_at: float | None = None  # when provider_bytes was measured; None: never
+    store_up: bool = True  # this worker's last generation poll reached the store
+    fleet: FleetRefresh | None = None  # as last read from the store; None: never read
+    process: ProcessFigures | None = None  # None: no /proc here
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -119,9 +125,9 @@ class Snapshot:
                 "refresh_duration": [self.refresh_duration.counts, self.refresh_duration.total],
                 "plans_skipped": self.plans_skipped,
                 "generation": self.generation,
-                "events_served": self.events_served,
-                "provider_bytes": self.provider_bytes,
-                "provider_bytes_at": self.provider_bytes_at,
+                "store_up": self.store_up,
+                "fleet": None if self.fleet is None else _fields(self.fleet),
+                "process": None if self.process is None else _fields(self.process),
             }
         )
 
@@ -139,10 +145,14 @@ class Snapshot:
             refresh_duration=_histogram(fields["refresh_duration"], REFRESH_BUCKETS),
             plans_skipped=dict(fields["plans_skipped"]),
             generation=fields["generation"],
-            events_served=fields["events_served"],
-            provider_bytes=fields["provider_bytes"],
-            provider_bytes_at=fields["provider_bytes_at"],
+            store_up=bool(fields["store_up"]),
+            fleet=None if fields["fleet"] is None else FleetRefresh(**fields["fleet"]),
+            process=None if fields["process"] is None else ProcessFigures(**fields["process"]),
         )
+
+
+def _fields(figures: FleetRefresh | ProcessFigures) -> dict[str, Any]:
+    return {name: getattr(figures, name) for name in type(figures).__slots__}
 
 
 def _histogram(pair: list[Any], bounds: Sequence[float]) -> Histogram:
@@ -165,11 +175,17 @@ def pid_alive(pid: int) -> bool:
 
 class SnapshotCollector(Collector):
     """The metric families of a set of snapshots: counters and histograms summed over all of them,
-    gauges over the workers still running (max, or the most recent provider figure)."""
+    gauges over the workers still running (the fleet's figures as the latest read gave them)."""
 
-    def __init__(self, snapshots: Callable[[], Iterable[Snapshot]], is_alive: Callable[[int], bool]) -> None:
+    def __init__(
+        self,
+        snapshots: Callable[[], Iterable[Snapshot]],
+        is_alive: Callable[[int], bool],
+        refresh_interval: float,
+    ) -> None:
         self._snapshots = snapshots
         self._is_alive = is_alive
+        self._refresh_interval = refresh_interval
 
     def collect(self) -> Iterator[Metric]:
         requests: Counter[tuple[str, int]] = Counter()
@@ -201,39 +217,83 @@ class SnapshotCollector(Collector):
         for route, histogram in latency.items():
             by_route.add_metric([route], histogram.cumulative(LATENCY_BUCKETS), histogram.total)
         yield by_route
-        yield _counter("eventapi_lru", "Response cache look-ups by result", "result", lru)
-        yield _counter("eventapi_refresh_runs", "Refresh cycles by outcome", "outcome", runs)
+        yield _counter("eventapi_lru", "Response cache look-ups by result", "result", lru, _LRU_RESULTS)
+        yield _counter("eventapi_refresh_runs", "Refresh cycles by outcome", "outcome", runs, _OUTCOMES)
         yield HistogramMetricFamily(
             "eventapi_refresh_duration_seconds",
             "Duration of refreshes that fetched a feed",
             buckets=refresh_duration.cumulative(REFRESH_BUCKETS),
             sum_value=refresh_duration.total,
         )
-        yield _counter("eventapi_plans_skipped", "Unreadable plans skipped, by kind", "kind", skipped)
-        yield GaugeMetricFamily(
-            "eventapi_events_served",
-            "Events served after the last refresh",
-            value=max((snapshot.events_served for snapshot in running), default=0),
+        yield _counter(
+            "eventapi_plans_skipped", "Unreadable plans skipped, by kind", "kind", skipped, SKIP_KINDS
         )
         yield GaugeMetricFamily(
             "eventapi_generation",
             "Store generation this worker serves",
             value=max((snapshot.generation for snapshot in running), default=0),
         )
-        measured = [snapshot for snapshot in running if snapshot.provider_bytes_at is not None]
-        latest = max(measured, key=lambda snapshot: snapshot.provider_bytes_at or 0.0, default=None)
         yield GaugeMetricFamily(
-            "eventapi_provider_response_bytes",
-            "Size of the provider's last feed",
-            value=0 if latest is None else latest.provider_bytes,
+            "eventapi_store_up",
+            "1 when every running worker's last generation poll reached the store",
+            value=int(all(snapshot.store_up for snapshot in running)),
         )
+        yield GaugeMetricFamily(
+            "eventapi_refresh_interval_seconds",
+            "The fleet's refresh interval (EVENTAPI_REFRESH_INTERVAL)",
+            value=self._refresh_interval,
+        )
+        yield from _fleet_families(running)
+        yield from _process_families(running)
 
 
-def _counter(name: str, documentation: str, label: str, counts: Counter[str]) -> CounterMetricFamily:
+def _fleet_families(running: list[Snapshot]) -> Iterator[Metric]:
+    """The fleet's last successful refresh, from the store (whoever ran it); no sample before any
+    worker of this instance has read the store."""
+    read = [snapshot.fleet for snapshot in running if snapshot.fleet is not None]
+    # Every worker reads the same key: the latest success is the latest read.
+    fleet = max(read, key=lambda figures: figures.last_success_at or 0.0, default=None)
+    last_success = GaugeMetricFamily(
+        "eventapi_last_refresh_success_timestamp_seconds",
+        "Unix time of the fleet's last successful refresh, read from the store; 0: none yet",
+    )
+    served = GaugeMetricFamily(
+        "eventapi_events_served", "Events served after the fleet's last successful refresh"
+    )
+    feed_bytes = GaugeMetricFamily(
+        "eventapi_provider_response_bytes",
+        "Size of the provider's feed at the fleet's last successful refresh",
+    )
+    if fleet is not None:
+        last_success.add_metric([], fleet.last_success_at or 0.0)
+        served.add_metric([], fleet.events_served)
+        feed_bytes.add_metric([], fleet.feed_bytes)
+    yield from (last_success, served, feed_bytes)
+
+
+def _process_families(running: list[Snapshot]) -> Iterator[Metric]:
+    """Each running worker's RSS and open fds, labelled by pid (only running workers: bounded)."""
+    resident = GaugeMetricFamily(
+        "eventapi_worker_resident_memory_bytes", "Resident memory of each running worker", labels=["pid"]
+    )
+    fds = GaugeMetricFamily(
+        "eventapi_worker_open_fds", "Open file descriptors of each running worker", labels=["pid"]
+    )
+    for snapshot in running:
+        if snapshot.process is not None:
+            resident.add_metric([str(snapshot.pid)], snapshot.process.resident_bytes)
+            fds.add_metric([str(snapshot.pid)], snapshot.process.open_fds)
+    yield from (resident, fds)
+
+
+def _counter(
+    name: str, documentation: str, label: str, counts: Counter[str], always: Iterable[str] = ()
+) -> CounterMetricFamily:
+    """A labelled counter: the values in `always` even at 0, others once they count something."""
     family = CounterMetricFamily(name, documentation, labels=[label])
-    for value, count in counts.items():
-        if count:
-            family.add_metric([value], count)
+    shown = {value: 0 for value in always} | {value: count for value, count in counts.items() if count}
+    for value, count in shown.items():
+        family.add_metric([value], count)
     return family
 
 
@@ -248,14 +308,22 @@ class MetricsPublisher:
         cache: CacheCounters,
         refreshes: RefreshStatus,
         generation: Callable[[], int],
+        store_up: Callable[[], bool],
+        fleet: Callable[[], FleetRefresh | None],
+        refresh_interval: float,
         directory: Path | None,
         pid: int | None = None,
         is_alive: Callable[[int], bool] = pid_alive,
+        process: Callable[[], ProcessFigures | None] = process_figures,
     ) -> None:
         self._tally = tally
         self._cache = cache
         self._refreshes = refreshes
         self._generation = generation
+        self._store_up = store_up
+        self._fleet = fleet
+        self._refresh_interval = refresh_interval
+        self._process = process
         self._directory = directory
         self._exited = False
         self._pid = os.getpid() if pid is None else pid
@@ -264,9 +332,6 @@ class MetricsPublisher:
         self._path = None if directory is None else directory / name
         self._refresh_duration = Histogram([0] * (len(REFRESH_BUCKETS) + 1))
         self._plans_skipped: Counter[str] = Counter()
-        self._events_served = 0
-        self._provider_bytes = 0
-        self._provider_bytes_at: float | None = None
         self._counted_refreshes = 0
         self._is_alive = is_alive
         self._written = b""
@@ -278,7 +343,7 @@ class MetricsPublisher:
             return
         snapshot = self.snapshot().to_json()
         if snapshot == self._written:
-            return  # an idle worker writes nothing
+            return  # nothing changed since the last write
         being_written = self._path.with_name(f".{self._path.name}.tmp")
         try:
             being_written.write_bytes(snapshot)
@@ -294,9 +359,9 @@ class MetricsPublisher:
         """The text format of every worker's metrics (this process's alone without a directory)."""
         if self._directory is None:
             snapshot = self.snapshot()
-            return _exposition(lambda: [snapshot], self._is_alive)
+            return _exposition(lambda: [snapshot], self._is_alive, self._refresh_interval)
         self.publish()  # a scrape sees this worker's requests up to this one
-        return _exposition(self._read_snapshots, self._is_alive)
+        return _exposition(self._read_snapshots, self._is_alive, self._refresh_interval)
 
     def worker_exited(self) -> None:
         """Write one last snapshot, marked so that this worker's counters stay in the sums but its
@@ -319,9 +384,9 @@ class MetricsPublisher:
             refresh_duration=Histogram(list(self._refresh_duration.counts), self._refresh_duration.total),
             plans_skipped=dict(self._plans_skipped),
             generation=self._generation(),
-            events_served=self._events_served,
-            provider_bytes=self._provider_bytes,
-            provider_bytes_at=self._provider_bytes_at,
+            store_up=self._store_up(),
+            fleet=self._fleet(),
+            process=self._process(),
         )
 
     def _count_completed_refreshes(self) -> None:
@@ -336,9 +401,6 @@ class MetricsPublisher:
             self._refresh_duration.counts[bisect.bisect_left(REFRESH_BUCKETS, status.last_duration)] += 1
             self._refresh_duration.total += status.last_duration
         if status.last_error is None:
-            self._events_served = status.events_served
-            self._provider_bytes = status.feed_bytes
-            self._provider_bytes_at = status.last_success_at
             self._plans_skipped.update(status.skipped_reasons)
 
     def _read_snapshots(self) -> list[Snapshot]:
@@ -354,9 +416,11 @@ class MetricsPublisher:
         return found
 
 
-def _exposition(snapshots: Callable[[], Iterable[Snapshot]], is_alive: Callable[[int], bool]) -> bytes:
+def _exposition(
+    snapshots: Callable[[], Iterable[Snapshot]], is_alive: Callable[[int], bool], refresh_interval: float
+) -> bytes:
     registry = CollectorRegistry()
-    registry.register(SnapshotCollector(snapshots, is_alive))
+    registry.register(SnapshotCollector(snapshots, is_alive, refresh_interval))
     return generate_latest(registry)
 
 

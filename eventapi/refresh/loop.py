@@ -69,6 +69,33 @@ class RefreshStatus:
         }
 
 
+# The figures of a successful refresh: a failed one keeps the fleet's last ones.
+_SUCCESS_FIELDS = (
+    "last_success_at", "plans_seen", "plans_skipped", "skipped_by_kind", "events_served", "generation",
+    "feed_bytes",
+)  # fmt: skip
+
+
+def fleet_status(previous: bytes | None, mine: RefreshStatus) -> dict[str, object]:
+    """The fleet's status after this worker's refresh: its attempt, and the latest success anyone had.
+
+    Without this, a failure by a worker that never succeeded would erase the fleet's last success.
+    """
+    status = mine.as_dict()
+    if previous is None:
+        return status
+    try:
+        before = orjson.loads(previous)
+        theirs = before.get("last_success_at")
+    except (orjson.JSONDecodeError, AttributeError):
+        return status  # unreadable: replaced by this worker's
+    ours = status["last_success_at"]
+    # RFC 3339 UTC strings of one format order as the times they name.
+    if isinstance(theirs, str) and (not isinstance(ours, str) or theirs > ours):
+        status.update((name, before.get(name)) for name in _SUCCESS_FIELDS)
+    return status
+
+
 @overload
 def iso_utc(moment: float) -> str: ...
 
@@ -137,7 +164,8 @@ class Refresher:
             except RefreshFailure as exc:
                 outcome = self._failed(exc, started)
             with contextlib.suppress(StoreUnavailable):  # the fleet's status page, best effort
-                await self._store.save_refresh_status(orjson.dumps(self.status.as_dict()))
+                fleet = fleet_status(await self._store.refresh_status(), self.status)
+                await self._store.save_refresh_status(orjson.dumps(fleet))
             return outcome
         except RefreshFailure as exc:
             return self._failed(exc, started)
