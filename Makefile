@@ -44,7 +44,7 @@ bench: $(VENV)/.installed-bench ## run the benchmarks into bench/results/latest.
 	mkdir -p bench/results
 	$(VENV_PY) -m pytest bench --benchmark-only --benchmark-json=bench/results/latest.json
 
-bench-http: $(VENV)/.installed-bench ## wrk against the service and a same-run reference app (BENCH_HTTP_ARGS=... passed on)
+bench-http: $(VENV)/.installed-bench ## wrk against the service and same-run reference apps, 3 rounds, ~4 min (BENCH_HTTP_ARGS=... passed on)
 	bash .ci/ensure-redis-server
 	@command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then \

@@ -1,8 +1,11 @@
 """The ceiling for bench/http_bench.py: a raw ASGI app that answers every request with one constant response.
 
-The harness captures the service's answer to the popular range and hands it over in the environment:
+The harness captures one of the service's answers and hands it over in the environment:
 `BENCH_REFERENCE_BODY` (a file holding the body bytes), `BENCH_REFERENCE_STATUS` and
-`BENCH_REFERENCE_HEADERS` (a JSON object of the other headers: content-type, cache-control, etag).
+`BENCH_REFERENCE_HEADERS`, a JSON list of [name, value] pairs sent as given, in that order. They must
+hold a content-length equal to the body's (else the app refuses to start: without it the server
+would chunk the body, and the comparison would not be like for like); the harness gives the
+service's own headers in the service's order, or only content-type and content-length.
 Both ASGI messages are built once at import, as in Granian's own test apps, so a request costs only
 what the server and the ASGI interface cost: whatever the service spends above that is its own.
 """
@@ -21,17 +24,17 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 def _response_start(body: bytes) -> Message:
-    """The service's status and headers, in its order: content-type, content-length, then the rest."""
-    headers: dict[str, str] = json.loads(os.environ.get("BENCH_REFERENCE_HEADERS", "{}"))
-    content_type = headers.pop("content-type", "application/json")
+    """The status and the headers given, in their order, once the content-length is checked."""
+    headers: list[tuple[str, str]] = [
+        (name, value) for name, value in json.loads(os.environ.get("BENCH_REFERENCE_HEADERS", "[]"))
+    ]
+    lengths = [value for name, value in headers if name.lower() == "content-length"]
+    if lengths != [str(len(body))]:
+        raise ValueError(f"BENCH_REFERENCE_HEADERS: content-length {lengths}, the body has {len(body)} bytes")
     return {
         "type": "http.response.start",
         "status": int(os.environ.get("BENCH_REFERENCE_STATUS", "200")),
-        "headers": [
-            (b"content-type", content_type.encode()),
-            (b"content-length", b"%d" % len(body)),
-            *[(name.encode(), value.encode()) for name, value in headers.items()],
-        ],
+        "headers": [(name.encode(), value.encode()) for name, value in headers],
     }
 
 

@@ -52,7 +52,8 @@ from typing import Any, NamedTuple
 
 import aiohttp
 
-from tests.support.processes import REPO_ROOT, Processes, clean_env, run_harness
+from bench.source_tree import imported_from, source_path, source_revision
+from tests.support.processes import REPO_ROOT, Processes, run_harness
 from tests.support.service_process import get_json
 from tests.support.stack import seed_store, start_redis, start_service, start_simulator
 
@@ -155,11 +156,6 @@ class RssFigures:
 # Processes
 
 
-def source_path(source: Path) -> dict[str, str]:
-    """The PYTHONPATH that imports eventapi from `source` first, for every command of the run."""
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")]))}
-
-
 def sim_control(feed_url: str, method: str, path: str, body: object = None, timeout: float = 600) -> None:
     """Call one of the simulator's /_sim control endpoints."""
     base = feed_url.split("/api/", 1)[0]
@@ -175,32 +171,6 @@ def feed_size(feed_url: str) -> int:
     """The Content-Length of the feed the simulator serves now (the body is not read)."""
     with urllib.request.urlopen(feed_url, timeout=120) as response:
         return int(response.headers["Content-Length"])
-
-
-def imported_from(source: Path) -> str:
-    """Where `import eventapi` resolves with source_path: BenchError unless inside `source`."""
-    found = subprocess.run(
-        [sys.executable, "-c", "import eventapi; print(eventapi.__file__)"],
-        cwd=source,
-        env=clean_env(source_path(source)),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    path = found.stdout.strip()
-    if found.returncode != 0 or not Path(path).resolve().is_relative_to(source.resolve()):
-        raise BenchError(f"eventapi does not import from {source}: {path or found.stderr.strip()[-300:]}")
-    return path
-
-
-def source_revision(source: Path) -> str | None:
-    """The commit of a git checkout, with "+dirty" when eventapi/ differs from it; None elsewhere."""
-    if not (source / ".git").exists():
-        return None
-    git = ["git", "--no-optional-locks", "-C", str(source)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "eventapi"], check=False).returncode != 0
-    return head.stdout.strip() + ("+dirty" if dirty else "") if head.returncode == 0 else None
 
 
 def service_settings(options: Options) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import select
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from eventapi.sim import Fault, SimServer, generate_feed, load_sample_feeds
+from eventapi.sim import Fault, SimServer, generate_feed, load_sample_feeds, main
 from eventapi.sim.feeds import oversize_feed_chunks
 from tests.support.waiting import wait_for
 
@@ -248,7 +250,16 @@ async def test_feeds_endpoint_loads_files_or_generates_and_restarts_the_cycle(
     generate = {"generate": {"plans": 4, "zones": 2, "seed": 7}}
     assert await control("PUT", feeds_url, generate) == (200, {"feeds": 1})
     assert (await fetch(sim.url)).body == generate_feed(4, 2, seed=7)
-    bad_bodies: list[object] = [{"files": [str(tmp_path / "missing.xml")]}, {"files": []}, {"generate": {}}]
+    over_years = {"generate": {"plans": 4, "zones": 2, "seed": 7, "days": 2557}}
+    assert await control("PUT", feeds_url, over_years) == (200, {"feeds": 1})
+    assert (await fetch(sim.url)).body == generate_feed(4, 2, seed=7, days=2557)
+    bad_bodies: list[object] = [
+        {"files": [str(tmp_path / "missing.xml")]},
+        {"files": []},
+        {"generate": {}},
+        {"generate": {"plans": 4, "zones": 2, "days": 0}},
+        {"generate": {"plans": 4, "zones": 2, "days": "7y"}},
+    ]
     for bad in bad_bodies:
         assert (await control("PUT", feeds_url, bad))[0] == 400
 
@@ -326,9 +337,10 @@ def test_generate_feed_times_fall_within_the_requested_days() -> None:
         assert 30 * 60 <= (end - start).total_seconds() <= 240 * 60
 
 
-def test_cli_prints_the_feed_url_and_stops_on_sigterm() -> None:
-    """`main` serves on the asked port, announces the URL on one line and exits 0 on SIGTERM."""
-    command = "from eventapi.sim import main; raise SystemExit(main(['--port', '0']))"
+@contextlib.contextmanager
+def cli_process(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`eventapi sim ARGS` as a process, with the feed URL it announced; killed on exit."""
+    command = f"from eventapi.sim import main; raise SystemExit(main({list(args)!r}))"
     repo_root = Path(__file__).resolve().parents[1]
     with subprocess.Popen(
         [sys.executable, "-c", command], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -337,12 +349,38 @@ def test_cli_prints_the_feed_url_and_stops_on_sigterm() -> None:
         try:
             ready, _, _ = select.select([process.stdout], [], [], 10)
             assert ready, "the simulator printed no URL within 10 s"
-            url = process.stdout.readline().decode().strip()
-            assert url.startswith("http://127.0.0.1:")
-            assert url.endswith("/api/events")
-            with urllib.request.urlopen(url, timeout=10) as response:
-                assert response.read() == load_sample_feeds()[0]
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
+            yield process, process.stdout.readline().decode().strip()
         finally:
             process.kill()
+
+
+def test_cli_prints_the_feed_url_and_stops_on_sigterm() -> None:
+    """`main` serves on the asked port, announces the URL on one line and exits 0 on SIGTERM."""
+    with cli_process("--port", "0") as (process, url):
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/api/events")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == load_sample_feeds()[0]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
+def test_cli_generates_plans_over_the_asked_number_of_days() -> None:
+    """--generate-days spreads the generated plans over years, as bench-http's seven-year stack needs."""
+    options = "--port 0 --generate-plans 60 --generate-zones 1 --generate-days 2557 --seed 4"
+    with (
+        cli_process(*options.split()) as (_process, url),
+        urllib.request.urlopen(url, timeout=10) as response,
+    ):
+        served = response.read()
+    assert served == generate_feed(60, 1, seed=4, days=2557)
+    years = {plan.get("plan_start_date", "")[:4] for plan in ET.fromstring(served).iter("plan")}
+    assert min(years) == "2027"
+    assert max(years) >= "2031"
+
+
+def test_cli_refuses_a_generated_feed_of_no_days() -> None:
+    """--generate-days 0 is a usage error, not an empty feed served as if it were one."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--generate-plans", "5", "--generate-days", "0"])
+    assert exited.value.code == 2

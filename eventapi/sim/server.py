@@ -198,11 +198,15 @@ async def _feeds_from_json(body: object) -> list[bytes]:
             return [await asyncio.to_thread(Path(path).read_bytes) for path in paths]
     if isinstance(body, dict) and set(body) == {"generate"}:
         spec = body["generate"]
-        if isinstance(spec, dict) and {"plans", "zones"} <= set(spec) <= {"plans", "zones", "seed"}:
-            plans, zones, seed = spec["plans"], spec["zones"], spec.get("seed", 0)
-            if all(_is_int(number) for number in (plans, zones, seed)) and plans >= 0 and zones >= 0:
-                return [await asyncio.to_thread(generate_feed, plans, zones, seed)]
-    raise ValueError('expected {"files": [paths]} or {"generate": {"plans": N, "zones": M, "seed": S}}')
+        if isinstance(spec, dict) and {"plans", "zones"} <= set(spec) <= {"plans", "zones", "seed", "days"}:
+            plans, zones = spec["plans"], spec["zones"]
+            seed, days = spec.get("seed", 0), spec.get("days", 365)
+            numbers = (plans, zones, seed, days)
+            if all(_is_int(number) for number in numbers) and plans >= 0 and zones >= 0 and days >= 1:
+                return [await asyncio.to_thread(generate_feed, plans, zones, seed, days=days)]
+    raise ValueError(
+        'expected {"files": [paths]} or {"generate": {"plans": N, "zones": M, "seed": S, "days": D}}'
+    )
 
 
 async def _send_feed(request: web.Request, feed: bytes) -> web.StreamResponse:
@@ -365,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eventapi sim: cannot read feed: {exc}", file=sys.stderr)
         return 2
     if args.generate_plans is not None:
-        feeds.append(generate_feed(args.generate_plans, args.generate_zones, args.seed))
+        feeds.append(
+            generate_feed(args.generate_plans, args.generate_zones, args.seed, days=args.generate_days)
+        )
     simulator = Simulator(feeds or load_sample_feeds())
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     try:
@@ -385,8 +391,22 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("--feed", action="append", default=[], metavar="FILE", help="served in turn")
     parser.add_argument("--generate-plans", type=int, metavar="N", help="also serve N generated plans")
     parser.add_argument("--generate-zones", type=int, default=20, metavar="M", help="zones per plan")
+    parser.add_argument(
+        "--generate-days",
+        type=_days,
+        default=365,
+        metavar="D",
+        help="days from 2027-01-01 the plans start in",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated feed")
     return parser
+
+
+def _days(raw: str) -> int:
+    days = int(raw)
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"{raw} is not a whole number of days >= 1")
+    return days
 
 
 async def _serve_until_signalled(simulator: Simulator, sock: socket.socket) -> None:
