@@ -265,8 +265,15 @@ def test_the_stale_data_alert_fires_once_the_provider_stops(stack: Stack) -> Non
             if alert["labels"]["alertname"] == "EventapiDataStale" and alert["labels"].get("rules")
         ]  # fmt: skip
 
-    assert stack.service.get("/status")[1]["refresh"]["last_error"] is None
-    assert stale_alerts() == [], "fresh data: the alert must not even be pending"
+    # On a loaded machine a refresh may fail or lag now and then: start from a fresh fleet.
+    stack.prometheus.wait_for(
+        lambda: (
+            (stack.service.get("/status")[1]["refresh"]["last_error"] is None and stale_alerts() == [])
+            or None
+        ),
+        "fresh data: a refresh succeeded and the alert is not even pending",
+        deadline=30,
+    )
     stack.sim.__exit__(None, None, None)  # the provider goes away; refreshes fail from now on
     say("provider stopped; waiting for EventapiDataStale (threshold 10 x 1 s, for: 1s)")
     firing = stack.prometheus.wait_for(
