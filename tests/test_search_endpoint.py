@@ -38,7 +38,7 @@ def event(base: str, title: str = "T", day: int = 1) -> Event:
 
 async def merge(service: Worker, events: Iterable[Event]) -> None:
     outcome = await service.store.merge(list(events))
-    service.watcher.observe(outcome.generation)
+    service.watcher.observe(outcome.version)
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ async def test_304_after_eviction_does_not_read_the_store(service: Worker) -> No
     """A validator of the current generation is answered from the generation alone."""
     etag = (await get(service)).headers["etag"].encode()
     small = worker(Settings(lru_entries=1), service.store)
-    small.watcher.observe(service.watcher.current)
+    small.watcher.observe(service.watcher.version)
     before = reads(service)
     assert (await get(small, if_none_match=etag)).status == 304
     assert reads(service) == before

@@ -18,6 +18,7 @@ from eventapi.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from eventapi.observability.metrics import Metrics
 from eventapi.refresh.loop import Outcome, Refresher, iso_utc
 from eventapi.store import Store
+from eventapi.store.layout import LayoutRefused
 
 _NO_STORE = ((b"cache-control", b"no-store"),)
 _ALIVE = response(200, b'{"status":"ok"}', _NO_STORE)
@@ -51,6 +52,8 @@ class Operations:
         try:
             if await self._store.generation() == 0 and not await self._fleet_refreshed_once():
                 reasons.append("no events stored yet and no successful refresh yet")
+        except LayoutRefused as exc:
+            reasons.append(str(exc))  # names the layout found and the ones this version reads
         except StoreUnavailable as exc:
             reasons.append(f"store unreachable: {exc}")
         body = orjson.dumps({"ready": not reasons, "reasons": reasons})
