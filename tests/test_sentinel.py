@@ -6,10 +6,12 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from eventapi.days import rebuild_days
+from eventapi.errors import StoreUnavailable
 from eventapi.events import Event, event_id
 from eventapi.settings import Settings
 from eventapi.store.redis import RedisStore
@@ -138,7 +140,7 @@ async def test_a_merge_lost_at_failover_is_repaired_by_the_next_refresh_except_e
         await store.close()
 
 
-async def test_a_failover_that_lost_nothing_keeps_the_version_so_etags_still_revalidate(
+async def test_a_failover_with_everything_replicated_keeps_the_version_so_etags_revalidate(
     sentinel_group: SentinelGroup, store: RedisStore
 ) -> None:
     """The replica holds the generation and its epoch: after the primary dies, clients still get their 304."""
@@ -155,3 +157,23 @@ async def test_a_failover_that_lost_nothing_keeps_the_version_so_etags_still_rev
     await revalidating.watcher.poll_once()
     answer = await call(revalidating.app, "/search", RANGE, headers=[(b"if-none-match", etag.encode())])
     assert answer.status == 304 and answer.headers["etag"] == etag
+
+
+async def test_nodes_and_sentinels_behind_passwords(tmp_path: Path) -> None:
+    """The URL's password is for the Redis nodes; EVENTAPI_REDIS_SENTINEL_PASSWORD is for the Sentinels."""
+    with SentinelGroup(
+        tmp_path / "group", password="node-secret", sentinel_password="sentinel-secret"
+    ) as group:
+        store = RedisStore(group.url(), PREFIX, replica_url=group.url(), sentinel_password="sentinel-secret")
+        refused = RedisStore(group.url(), PREFIX)  # no Sentinel password
+        await store.open(), await refused.open()
+        try:
+            outcome = await store.merge([event("a")])
+            assert await store.version() == outcome.version
+            with pytest.raises(
+                StoreUnavailable, match=r"No master found .*sentinel 127.0.0.1:\d+ - .*Auth"
+            ) as caught:
+                await refused.version()
+            assert len(str(caught.value)) < 500  # it reaches logs and the 503's message
+        finally:
+            await store.close(), await refused.close()

@@ -304,7 +304,9 @@ def run_failover(
     assert_store_consistent(group)
 
 
-def test_sentinel_failover_under_load(sentinel_group: SentinelGroup, sim: SimServer, tmp_path: Path) -> None:
+def test_failover_by_command_under_load(
+    sentinel_group: SentinelGroup, sim: SimServer, tmp_path: Path
+) -> None:
     """SENTINEL FAILOVER with reads on a replica: searches never fail, refreshes go on on the new primary."""
     replica_reads = {"EVENTAPI_REDIS_REPLICA_URL": sentinel_group.url()}
     run_failover("SENTINEL FAILOVER", sentinel_group, sim, tmp_path, replica_reads, stale=False)

@@ -6,6 +6,7 @@ Every key carries the hash tag `{prefix}`, so the scripts below touch one slot o
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -57,6 +58,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 _MERGE_ATTEMPTS = 5
+_CLIENT_REPR = re.compile(r"<redis\.asyncio\.client\.Redis\(.*?,host=([^,]+),port=(\d+),.*?\)>\)>\)>")
+_MAX_REASON = 400
 # Retries of one command on the node it was sent to: enough for a dropped connection or a replica still
 # loading, short enough that an unreachable store still answers 503 quickly.
 _RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.05), 2)
@@ -308,8 +311,15 @@ class RedisStore:
         except WatchError:
             raise
         except (TimeoutError, RedisError, OSError) as exc:
-            reason = f"no answer within {self._deadline:g} s" if type(exc) is TimeoutError else str(exc)
+            reason = f"no answer within {self._deadline:g} s" if type(exc) is TimeoutError else _describe(exc)
             raise StoreUnavailable(f"redis unavailable: {exc.__class__.__name__}: {reason}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's message, short enough for a log line and a 503 body."""
+    # MasterNotFoundError lists the repr of every Sentinel client it asked: a few kB each.
+    text = _CLIENT_REPR.sub(r"sentinel \1:\2", str(exc))
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 
 def _version(generation: bytes | str | None, epoch: bytes | str | None) -> Version:

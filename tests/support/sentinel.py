@@ -42,23 +42,14 @@ def wait_for(condition: Callable[[], object], what: str, deadline: float) -> Non
 class SentinelProcess:
     """One `redis-server FILE --sentinel`, with its own writable config (Sentinel rewrites it)."""
 
-    def __init__(
-        self, data_dir: Path, primary_port: int, down_after_ms: int, failover_timeout_ms: int
-    ) -> None:
+    def __init__(self, data_dir: Path, monitoring: str, password: str | None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.config_path = data_dir / "sentinel.conf"
         self.log_path = data_dir / "sentinel.log"
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(
-            f"port {self.port}\n"
-            "bind 127.0.0.1\n"
-            f"dir {data_dir}\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} {QUORUM}\n"
-            f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
-            f"sentinel failover-timeout {SERVICE} {failover_timeout_ms}\n"
-            f"sentinel parallel-syncs {SERVICE} 1\n"
-        )
+        own = f"requirepass {password}\nsentinel sentinel-pass {password}\n" if password else ""
+        self.config_path.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {data_dir}\n{own}{monitoring}")
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisServerMissing(INSTALL_HINT)
@@ -67,7 +58,7 @@ class SentinelProcess:
                 [binary, str(self.config_path), "--sentinel"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        self.client = redis.Redis(port=self.port, socket_timeout=1, decode_responses=True)
+        self.client = redis.Redis(port=self.port, password=password, socket_timeout=1, decode_responses=True)
         wait_for(lambda: self.client.ping(), f"sentinel on port {self.port} answers", 10)
 
     def stop(self) -> None:
@@ -85,12 +76,22 @@ class SentinelGroup:
     """A primary, its replica and three sentinels watching them as service `eventapi`, all on loopback.
 
     Short `down_after_ms` and `failover_timeout_ms` make a failover take seconds, not the default minutes.
+    `password` protects the Redis nodes, `sentinel_password` the sentinels.
     """
 
-    def __init__(self, data_dir: Path, down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
+        self.password = password
+        self.sentinel_password = sentinel_password
         self.servers: dict[int, RedisServer] = {}
         self.pids: dict[int, int] = {}  # by port, read once at start (a killed server cannot say)
         self._clients: dict[int, redis.Redis] = {}
@@ -121,23 +122,29 @@ class SentinelGroup:
         wait_for(lambda: self._link_up(replica), "the replica is in sync with the primary", 10)
         for port, server in self.servers.items():
             self.pids[port] = int(self.client(server).info("server")["process_id"])
+        if self.password:  # set once running: RedisServer's readiness check speaks without a password
+            for server in self.servers.values():
+                self.client(server).config_set("masterauth", self.password)
+                self.client(server).config_set("requirepass", self.password)
+                self._clients.pop(server.port or 0).close()
+        monitoring = (
+            f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} {QUORUM}\n"
+            f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {SERVICE} {self.failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {SERVICE} 1\n"
+        ) + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
         for n in range(3):
             self.sentinels.append(
-                SentinelProcess(
-                    self.data_dir / f"sentinel-{n}",
-                    primary.port or 0,
-                    self.down_after_ms,
-                    self.failover_timeout_ms,
-                )
+                SentinelProcess(self.data_dir / f"sentinel-{n}", monitoring, self.sentinel_password)
             )
         wait_for(
             self._sentinels_know_everyone, "every sentinel knows the replica and the other sentinels", 20
         )
 
-    def url(self, db: int = 0, password: str = "") -> str:
+    def url(self, db: int = 0) -> str:
         """`redis+sentinel://` naming the three sentinels, as EVENTAPI_REDIS_URL takes it."""
         hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
-        auth = f":{password}@" if password else ""
+        auth = f":{self.password}@" if self.password else ""
         return f"redis+sentinel://{auth}{hosts}/{SERVICE}/{db}"
 
     def primary_port(self) -> int:
@@ -163,7 +170,7 @@ class SentinelGroup:
         """A plain client of one server, for a test's direct reads and writes."""
         port = server.port or 0
         if port not in self._clients:
-            self._clients[port] = redis.Redis(port=port, socket_timeout=2)
+            self._clients[port] = redis.Redis(port=port, password=self.password, socket_timeout=2)
         return self._clients[port]
 
     def failover(self) -> int:
