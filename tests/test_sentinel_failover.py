@@ -30,6 +30,7 @@ from tests.support.service_process import ServiceProcess
 
 PREFIX = "failover"
 REFRESH_INTERVAL = 1.0
+FRESH_IN_A_ROW = 20  # answers, so that both workers have answered some (connections go to either)
 # Ranges every worker has answered before the primary goes, and so holds in memory.
 CACHED = [
     "/search?starts_at=2027-01-01&ends_at=2027-12-31",
@@ -209,6 +210,14 @@ def assert_store_consistent(group: SentinelGroup) -> None:
     asyncio.run(check())
 
 
+def fresh_in_a_row(answers: list[Answer], since: float) -> bool:
+    """Whether the last FRESH_IN_A_ROW answers, all after `since`, are 200s not marked stale."""
+    last = answers[-FRESH_IN_A_ROW:]
+    return len(last) == FRESH_IN_A_ROW and all(
+        answer.at >= since and answer.status == 200 and not answer.stale for answer in last
+    )
+
+
 def warm(service: ServiceProcess, pids: set[int]) -> bool:
     """Ask for the cached ranges; whether every worker now holds them in its response cache."""
     for path in CACHED * 3:
@@ -219,12 +228,19 @@ def warm(service: ServiceProcess, pids: set[int]) -> bool:
 
 
 def run_failover(
-    how: str, group: SentinelGroup, sim: SimServer, tmp_path: Path, extra: dict[str, str], *, stale: bool
+    how: str,
+    make_primary_go: Callable[[], int],
+    group: SentinelGroup,
+    sim: SimServer,
+    tmp_path: Path,
+    extra: dict[str, str],
+    *,
+    outage: bool,
 ) -> None:
-    """Serve under load, make the primary go `how`, and check searches, refreshes and the store.
+    """Serve under load, make the primary go, and check searches, refreshes and the store.
 
-    `stale`: whether the workers lose the store on the way (no replica to read), so that answers
-    from memory are marked stale for a while.
+    `outage`: whether the workers lose the store on the way (no replica to read from), so that
+    answers from memory are marked stale for a while and others may be 503s; else every search is a 200.
     """
     settings = {
         "EVENTAPI_PROVIDER_URL": sim.url,
@@ -241,9 +257,8 @@ def run_failover(
         generation_before = max(status["generation"] for status in status_by_worker(service, pids).values())
         with SearchLoad(service.base_url) as load:
             time.sleep(2)  # searches before the failover, for the counts (load, not a wait)
-            old = group.primary_port()
             timeline = Timeline(how)
-            group.failover() if how == "SENTINEL FAILOVER" else group.kill_primary()
+            old = make_primary_go()
             timeline.note(f"{how}: primary 127.0.0.1:{old} goes")
             sim.set_feeds([FEED_AFTER])  # the next refresh that lands changes the data
             new = group.wait_for_new_primary(old, 30)
@@ -270,8 +285,14 @@ def run_failover(
                 f"both workers serve generation {fleet['generation']}",
                 deadline,
             )
+            followed_at = time.time()
             timeline.note(f"both workers serve generation >= {fleet['generation']} (was {generation_before})")
+            # A worker clears its stale mark at its next successful poll, up to a failed poll's time later.
+            wait_until(
+                lambda: fresh_in_a_row(load.answers, followed_at), "answers no longer marked stale", 10
+            )
             recovered_at = time.time()
+            timeline.note(f"{FRESH_IN_A_ROW} fresh answers in a row (no x-eventapi-stale)")
             time.sleep(2)  # searches after the recovery, for the counts (load, not a wait)
         failed = first_log_line(log, "refresh failed", timeline.started)
         if failed is not None:
@@ -297,7 +318,8 @@ def run_failover(
     cached_failures = [answer for answer in answers if answer.path in CACHED and answer.status != 200]
     assert not cached_failures, cached_failures[:5]
     during = [answer for answer in answers if timeline.started <= answer.at < recovered_at]
-    assert any(answer.stale for answer in during) == stale
+    assert any(answer.stale for answer in during) == outage
+    assert outage or all(answer.status == 200 for answer in answers)
     assert max(answer.seconds for answer in during) < 3.0  # a 503 comes quickly, as without Sentinel
     after = [answer for answer in answers if answer.at >= recovered_at]
     assert after and all(answer.status == 200 and not answer.stale for answer in after)
@@ -309,10 +331,12 @@ def test_failover_by_command_under_load(
 ) -> None:
     """SENTINEL FAILOVER with reads on a replica: searches never fail, refreshes go on on the new primary."""
     replica_reads = {"EVENTAPI_REDIS_REPLICA_URL": sentinel_group.url()}
-    run_failover("SENTINEL FAILOVER", sentinel_group, sim, tmp_path, replica_reads, stale=False)
+    group = sentinel_group
+    run_failover("SENTINEL FAILOVER", group.failover, group, sim, tmp_path, replica_reads, outage=False)
 
 
 def test_primary_killed_under_load(sentinel_group: SentinelGroup, sim: SimServer, tmp_path: Path) -> None:
     """SIGKILL of the primary, no replica reads, no day copy: ranges in memory answer (stale), others 503."""
     no_day_copy = {"EVENTAPI_DAY_CACHE_BYTES": "0"}
-    run_failover("SIGKILL of the primary", sentinel_group, sim, tmp_path, no_day_copy, stale=True)
+    group = sentinel_group
+    run_failover("SIGKILL of the primary", group.kill_primary, group, sim, tmp_path, no_day_copy, outage=True)
