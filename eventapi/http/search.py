@@ -15,6 +15,7 @@ from eventapi.http.generation import UNKNOWN, GenerationWatcher
 from eventapi.http.response_cache import LruCache
 from eventapi.http.responses import Response, response
 from eventapi.query import TimeRange, parse_query
+from eventapi.store import Version
 
 # Raw query strings already parsed, so a hit skips the date parsing; cleared when full, which
 # bounds it whatever strings a client invents.
@@ -33,20 +34,21 @@ def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    """A finished search response and its 304, for one range at one generation."""
+    """A finished search response and its 304, for one range at one version of the store."""
 
-    generation: int
+    version: Version
     etag: bytes
     ok: Response
     not_modified: Response
     stale: Response  # `ok` marked as served while the store cannot be reached
 
 
-def etag_for(generation: int, time_range: TimeRange) -> bytes:
-    """Strong validator: the same generation and the same normalized range mean the same bytes."""
+def etag_for(version: Version, time_range: TimeRange) -> bytes:
+    """Strong validator: the same version (generation and epoch) and the same normalized range mean
+    the same bytes; a generation number issued again after a lost history comes with another epoch."""
     starts = "" if time_range.starts_at is None else time_range.starts_at
     ends = "" if time_range.ends_at is None else time_range.ends_at
-    return f'"g{generation}.{starts}.{ends}"'.encode()
+    return f'"g{version.generation}-{version.epoch}.{starts}.{ends}"'.encode()
 
 
 def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
@@ -94,11 +96,11 @@ class SearchEndpoint:
     async def __call__(self, scope: Scope) -> Response:
         time_range = self.time_range(scope["query_string"])
         if_none_match = if_none_match_of(scope)
-        generation = self._watcher.current
+        version = self._watcher.version
         cached = self.cache.get(time_range)
-        if cached is None or cached.generation != generation:
-            if if_none_match is not None and generation != UNKNOWN:
-                etag = etag_for(generation, time_range)
+        if cached is None or cached.version != version:
+            if if_none_match is not None and version.generation != UNKNOWN:
+                etag = etag_for(version, time_range)
                 if etag_matches(if_none_match, etag):
                     return self._not_modified(etag)  # revalidated without touching the store
             cached = await self._fill(time_range)
@@ -107,16 +109,16 @@ class SearchEndpoint:
         return cached.ok if self._watcher.store_reachable else cached.stale
 
     async def _fill(self, time_range: TimeRange) -> CachedAnswer:
-        day_read = await self.days.read(time_range, self._watcher.current)
-        generation, body = day_read.generation, assemble(day_read.day_blobs, time_range)
-        self._watcher.observe(generation)
-        etag = etag_for(generation, time_range)
+        day_read = await self.days.read(time_range, self._watcher.version)
+        version, body = day_read.version, assemble(day_read.day_blobs, time_range)
+        self._watcher.observe(version)
+        etag = etag_for(version, time_range)
         headers = ((b"cache-control", self._cache_control), (b"etag", etag))
         answer = CachedAnswer(
-            generation, etag, response(200, body, headers), self._not_modified(etag),
+            version, etag, response(200, body, headers), self._not_modified(etag),
             response(200, body, (*headers, STALE_HEADER)),
         )  # fmt: skip
-        if generation == self._watcher.current:
+        if version == self._watcher.version:
             self.cache.put(time_range, answer, len(body))
         return answer
 
