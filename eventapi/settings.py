@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from eventapi.errors import SettingsError
+from eventapi.store.redis_url import EXPECTED as REDIS_URL_FORMS
+from eventapi.store.redis_url import parse_redis_url, redacted
 
 DEFAULT_PROVIDER_URL = "https://provider.code-challenge.feverup.com/api/events"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -23,6 +25,7 @@ class Settings:
     provider_url: str = DEFAULT_PROVIDER_URL
     redis_url: str | None = None
     redis_replica_url: str | None = None
+    redis_sentinel_password: str | None = None
     redis_prefix: str = "eventapi"
     snapshot_path: str | None = None
     metrics_dir: str | None = None  # None: `eventapi serve` makes a temporary one; in-process, no files
@@ -63,20 +66,30 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
 
-        def read(name: str, convert: Callable[[str], T], default: T, expected: str) -> T:
+        def read(
+            name: str,
+            convert: Callable[[str], T],
+            default: T,
+            expected: str,
+            shown: Callable[[str], str] = str,
+        ) -> T:
             raw = env.get(f"EVENTAPI_{name}")
             if raw is None or raw.strip() == "":
                 return default
             try:
                 return convert(raw.strip())
             except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-                raise SettingsError(f"EVENTAPI_{name}={raw!r} is invalid: expected {expected}") from None
+                value = shown(raw)  # a URL's password never reaches the message
+                raise SettingsError(f"EVENTAPI_{name}={value!r} is invalid: expected {expected}") from None
 
         return cls(
             provider_url=read("PROVIDER_URL", _http_url, defaults.provider_url, "an http(s):// URL"),
-            redis_url=read("REDIS_URL", _redis_url, defaults.redis_url, "a redis:// or rediss:// URL"),
+            redis_url=read("REDIS_URL", _redis_url, defaults.redis_url, REDIS_URL_FORMS, redacted),
             redis_replica_url=read(
-                "REDIS_REPLICA_URL", _redis_url, defaults.redis_replica_url, "a redis:// or rediss:// URL"
+                "REDIS_REPLICA_URL", _redis_url, defaults.redis_replica_url, REDIS_URL_FORMS, redacted
+            ),
+            redis_sentinel_password=read(
+                "REDIS_SENTINEL_PASSWORD", str, defaults.redis_sentinel_password, "a password"
             ),
             redis_prefix=read(
                 "REDIS_PREFIX",
@@ -178,8 +191,7 @@ def _http_url(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(raw)
+    parse_redis_url(raw)  # the store parses it again when it connects; here only the form is checked
     return raw
 
 

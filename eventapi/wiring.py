@@ -48,7 +48,10 @@ def build_store(settings: Settings) -> Store:
     if settings.redis_url:
         from eventapi.store.redis import RedisStore
 
-        return RedisStore(settings.redis_url, settings.redis_prefix, replica_url=settings.redis_replica_url)
+        return RedisStore(
+            settings.redis_url, settings.redis_prefix, replica_url=settings.redis_replica_url,
+            sentinel_password=settings.redis_sentinel_password,
+        )  # fmt: skip
     from eventapi.store.memory import MemoryStore
 
     return MemoryStore(settings.snapshot_path)

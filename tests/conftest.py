@@ -14,6 +14,7 @@ from eventapi.store.redis import RedisStore
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so helpers import by name.
 from tests.support.redis_server import RedisServer, RedisServerMissing, key_prefix
+from tests.support.sentinel import SentinelGroup
 
 # --- Redis ----------------------------------------------------------------------------------
 # A real redis-server, never a fake: a machine without one fails the run with the install
@@ -60,6 +61,16 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    """A primary, its replica and three sentinels of this test's own (failovers change who is primary)."""
+    try:
+        with SentinelGroup(tmp_path / "sentinel-group") as group:
+            yield group
+    except RedisServerMissing as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 # --- Sample feeds -----------------------------------------------------------------------------

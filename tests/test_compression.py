@@ -50,7 +50,7 @@ def events() -> list[Event]:
 async def service() -> Worker:
     built = worker(Settings(lru_entries=100), SwitchableStore())
     outcome = await built.store.merge(events())
-    built.watcher.observe(outcome.generation)
+    built.watcher.observe(outcome.version)
     return built
 
 
@@ -115,7 +115,7 @@ async def test_the_304_shortcut_without_the_store_answers_per_encoding(service: 
     """After eviction, each encoding's current tag still revalidates without a store read."""
     tags = {accept: (await get(service, accept=accept)).headers["etag"] for accept in (None, b"gzip")}
     small = worker(Settings(lru_entries=1), service.store)
-    small.watcher.observe(service.watcher.current)
+    small.watcher.observe(service.watcher.version)
     before = service.store.reads  # type: ignore[attr-defined]
     for accept, tag in tags.items():
         reply = await get(small, accept=accept, etag=tag)

@@ -6,6 +6,7 @@ import pytest
 
 from eventapi.errors import SettingsError
 from eventapi.settings import DEFAULT_PROVIDER_URL, Settings
+from eventapi.store.redis_url import SentinelUrl, parse_redis_url
 
 
 def test_empty_environment_gives_the_documented_defaults() -> None:
@@ -24,7 +25,8 @@ def test_every_variable_is_read() -> None:
     environ = {
         "EVENTAPI_PROVIDER_URL": "http://sim:8081/api/events",
         "EVENTAPI_REDIS_URL": "redis://r:6379/0",
-        "EVENTAPI_REDIS_REPLICA_URL": "redis://replica:6379/0",
+        "EVENTAPI_REDIS_REPLICA_URL": "redis+sentinel://s1:26379/events",
+        "EVENTAPI_REDIS_SENTINEL_PASSWORD": "sentinel-secret",
         "EVENTAPI_REDIS_PREFIX": "prod-1",
         "EVENTAPI_SNAPSHOT_PATH": "/data/events.json",
         "EVENTAPI_METRICS_DIR": "/run/eventapi-metrics",
@@ -49,8 +51,9 @@ def test_every_variable_is_read() -> None:
     assert Settings.from_env(environ) == Settings(
         provider_url="http://sim:8081/api/events",
         redis_url="redis://r:6379/0",
-        redis_replica_url="redis://replica:6379/0",
         redis_prefix="prod-1",
+        redis_replica_url="redis+sentinel://s1:26379/events",
+        redis_sentinel_password="sentinel-secret",
         snapshot_path="/data/events.json",
         metrics_dir="/run/eventapi-metrics",
         refresh_interval=2.5,
@@ -103,3 +106,59 @@ def test_bad_value_raises_one_error_naming_variable_value_and_form(variable: str
         Settings.from_env({variable: value})
     message = str(caught.value)
     assert message.startswith(f"{variable}={value!r} is invalid: expected ") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "parsed"),
+    [
+        ("redis+sentinel://s1:26379/events", SentinelUrl((("s1", 26379),), "events")),
+        (
+            "redis+sentinel://:p%40ss@10.0.0.1:26379,10.0.0.2:26380,[::1]:26381/events/3",
+            SentinelUrl(
+                (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("::1", 26381)), "events", 3, None, "p@ss"
+            ),
+        ),
+        (
+            "redis+sentinel://app:pw@s1:1/my-master.1",
+            SentinelUrl((("s1", 1),), "my-master.1", 0, "app", "pw"),
+        ),
+        ("redis://:pw@r:6379/2", "redis://:pw@r:6379/2"),  # plain URLs are redis-py's to read
+        ("rediss://r:6380/0", "rediss://r:6380/0"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ],
+)
+def test_redis_urls_plain_or_through_sentinel_are_parsed(url: str, parsed: str | SentinelUrl) -> None:
+    assert parse_redis_url(url) == parsed
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://s1/events",  # no port
+        "redis+sentinel://s1:26379",  # no service
+        "redis+sentinel://s1:26379/",
+        "redis+sentinel://s1:26379,/events",  # an empty host
+        "redis+sentinel://s1:0/events",
+        "redis+sentinel://s1:65536/events",
+        "redis+sentinel://s1:26379/events/one",  # db not a number
+        "redis+sentinel://s1:26379/events/0/more",
+        "redis+sentinel://:@s1:26379/events",  # credentials without a password
+        "redis+sentinel://s1:26379/ev ents",
+        "sentinel://s1:26379/events",
+        "localhost:6379",
+    ],
+)
+def test_bad_redis_url_forms_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r".+"):
+        parse_redis_url(url)
+
+
+@pytest.mark.parametrize("variable", ["EVENTAPI_REDIS_URL", "EVENTAPI_REDIS_REPLICA_URL"])
+def test_bad_redis_url_error_names_the_forms_and_hides_the_password(variable: str) -> None:
+    """The message goes to logs: it shows the value with its password masked."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: "redis+sentinel://:hunter2@s1/events"})
+    message = str(caught.value)
+    assert message.startswith(f"{variable}='redis+sentinel://:***@s1/events' is invalid: expected ")
+    assert "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]" in message
+    assert "hunter2" not in message

@@ -59,7 +59,7 @@ async def test_copy_answers_exactly_what_the_store_answers() -> None:
     rng = random.Random(7)
     for _ in range(200):
         time_range = random_range(rng)
-        from_cache = await cache.read(time_range, outcome.generation)
+        from_cache = await cache.read(time_range, outcome.version)
         direct = await MemoryStore.read_days(store, time_range.first_day, time_range.last_day)
         assert assemble(from_cache.day_blobs, time_range) == assemble(direct.day_blobs, time_range)
     assert store.reads == [(None, None)]  # one whole read served all 200 misses
@@ -70,11 +70,11 @@ async def test_new_generation_is_loaded_once_for_concurrent_misses() -> None:
     store = CountingStore()
     await store.merge(events(50))
     cache = DayCache(store, max_bytes=10_000_000)
-    await cache.read(TimeRange(), 1)
-    await store.merge(events(50, title="new"))
+    await cache.read(TimeRange(), await store.version())
+    new = await store.merge(events(50, title="new"))
     store.gate.clear()
     misses = [
-        asyncio.ensure_future(cache.read(TimeRange(None, seconds(datetime(2021, 1, d))), 2))
+        asyncio.ensure_future(cache.read(TimeRange(None, seconds(datetime(2021, 1, d))), new.version))
         for d in (2, 5, 9)
     ]
     await asyncio.sleep(0)
@@ -90,8 +90,8 @@ async def test_data_set_over_the_budget_is_read_per_window() -> None:
     outcome = await store.merge(events(200))
     cache = DayCache(store, max_bytes=1_000)
     time_range = TimeRange(seconds(datetime(2021, 1, 3)), seconds(datetime(2021, 1, 6)))
-    first = await cache.read(time_range, outcome.generation)
-    second = await cache.read(time_range, outcome.generation)
+    first = await cache.read(time_range, outcome.version)
+    second = await cache.read(time_range, outcome.version)
     assert first == second and len(first.day_blobs) == 4  # days 3 to 6: the window includes the end's day
     assert (
         store.reads[0] == (None, None)
@@ -104,8 +104,8 @@ async def test_zero_budget_never_copies() -> None:
     store = CountingStore()
     outcome = await store.merge(events(10))
     cache = DayCache(store, max_bytes=0)
-    await cache.read(TimeRange(), outcome.generation)
-    await cache.read(TimeRange(), outcome.generation)
+    await cache.read(TimeRange(), outcome.version)
+    await cache.read(TimeRange(), outcome.version)
     assert store.reads == [(None, None), (None, None), (None, None)]
 
 
@@ -116,11 +116,11 @@ async def test_redis_that_lost_its_data_is_followed_down(redis_url: str, redis_p
     try:
         cache = DayCache(store, max_bytes=10_000_000)
         for title in ("a", "b", "c"):
-            await store.merge(events(5, title=title))
-        assert (await cache.read(TimeRange(), 3)).generation == 3
+            third = await store.merge(events(5, title=title))
+        assert (await cache.read(TimeRange(), third.version)).generation == 3
         await store.client.delete(*store.keys.values())  # the data is lost (no persistence)
         refilled = await store.merge(events(5, title="new"))  # and the next refresh refills it
-        fresh = await cache.read(TimeRange(), refilled.generation)
+        fresh = await cache.read(TimeRange(), refilled.version)
         assert fresh.generation == 1 and b'"title":"new"' in fresh.day_blobs[0]
     finally:
         await store.close()

@@ -41,7 +41,7 @@ async def seeded_service() -> Worker:
     """The in-process app on an embedded store holding the seed events, with no background tasks."""
     service = worker()
     outcome = await service.store.merge(seed_events())
-    service.watcher.observe(outcome.generation)
+    service.watcher.observe(outcome.version)
     return service
 
 

@@ -33,6 +33,7 @@ KUBECTL = shutil.which("kubectl")
 NOT_IN_CONFIGMAP = {
     "EVENTAPI_REDIS_URL": "carries the password: from the Secret",
     "EVENTAPI_REDIS_REPLICA_URL": "carries the password: from a Secret when used",
+    "EVENTAPI_REDIS_SENTINEL_PASSWORD": "a password: from a Secret when Sentinel is used",
     "EVENTAPI_SNAPSHOT_PATH": "the embedded store only",
     "EVENTAPI_REFRESH_LOCK_TTL": "derived from the provider timeout unless overridden",
 }

@@ -9,6 +9,7 @@ import pytest
 
 from eventapi.refresh.work import RefreshReport
 from eventapi.settings import Settings
+from eventapi.store import Version
 from eventapi.store.memory import MemoryStore
 from eventapi.wiring import build_worker
 from tests.support.asgi_client import Lifespan, call
@@ -25,11 +26,11 @@ class StoreWithABuggyPoll(MemoryStore):
         self.generation_reads = 0
         self.closed = False
 
-    async def generation(self) -> int:
+    async def version(self) -> Version:
         self.generation_reads += 1
         if self.generation_reads == 2:  # the first read is start-up's, the second the poll loop's
             raise RuntimeError("bug in the generation read")
-        return await super().generation()
+        return await super().version()
 
     async def close(self) -> None:
         self.closed = True

@@ -9,7 +9,7 @@ import pytest
 from eventapi.errors import StoreUnavailable
 from eventapi.refresh.work import InProcessJob
 from eventapi.settings import Settings
-from eventapi.store import DayRead
+from eventapi.store import DayRead, Version
 from eventapi.store.memory import MemoryStore
 from eventapi.wiring import Worker, build_worker
 from tests.support.asgi_client import call
@@ -40,6 +40,10 @@ class FlakyStore(MemoryStore):
     async def generation(self) -> int:
         self._check()
         return await super().generation()
+
+    async def version(self) -> Version:
+        self._check()
+        return await super().version()
 
     async def refresh_status(self) -> bytes | None:
         self._check()

@@ -90,3 +90,20 @@ async def test_reads_go_to_the_replica_and_writes_to_the_primary(
             await store.try_lock("token", 1000)  # the lock lives on the (now stopped) primary only
     finally:
         await store.close()
+
+
+async def test_scripts_are_loaded_again_on_a_server_that_lost_them(redis_url: str, redis_prefix: str) -> None:
+    """A new primary (or a restarted one) has no scripts cached: the window read and the lock still work."""
+    store = RedisStore(redis_url, redis_prefix)
+    await store.open()
+    try:
+        outcome = await store.merge(events("A"))
+        await store.client.script_flush()
+        assert (await store.read_days(0, 2**40)).version == outcome.version
+        await store.client.script_flush()
+        assert await store.try_lock("token", 10_000)
+        await store.client.script_flush()
+        await store.release_lock("token")
+        assert await store.lock_holder() is None
+    finally:
+        await store.close()

@@ -38,7 +38,7 @@ def event(base: str, title: str = "T", day: int = 1) -> Event:
 
 async def merge(service: Worker, events: Iterable[Event]) -> None:
     outcome = await service.store.merge(list(events))
-    service.watcher.observe(outcome.generation)
+    service.watcher.observe(outcome.version)
 
 
 @pytest.fixture

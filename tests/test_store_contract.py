@@ -64,6 +64,16 @@ async def test_same_feed_twice_keeps_the_generation(store: Store) -> None:
     assert second.generation == first.generation == await store.generation() == 1
 
 
+async def test_every_merge_that_changes_something_draws_a_new_epoch(store: Store) -> None:
+    """The epoch tells apart two histories that reached the same generation number; reads report it."""
+    first = await store.merge([event("a")])
+    same = await store.merge([event("a")])
+    assert same.version == first.version == (await store.read_days(None, None)).version
+    changed = await store.merge([event("a", title="new")])
+    assert changed.generation == 2 and changed.version.epoch != first.version.epoch
+    assert await store.version() == changed.version == (await store.read_days(1, 2**40)).version
+
+
 async def test_changed_values_bump_the_generation_and_win(store: Store) -> None:
     """New values replace the old ones and move the generation, so caches let go of the old answer."""
     await store.merge([event("a", title="old")])
@@ -120,6 +130,15 @@ async def test_lock_is_exclusive_until_released_by_its_owner(store: Store) -> No
     assert not await store.try_lock("other", 10_000)
     await store.release_lock("owner")
     assert await store.try_lock("other", 10_000)
+
+
+async def test_lock_holder_may_take_its_lock_again_with_a_new_expiry(store: Store) -> None:
+    """A retried take whose first try landed, or a release lost with a dead primary, never blocks it."""
+    assert await store.try_lock("owner", 50)
+    assert await store.try_lock("owner", 10_000)
+    await asyncio.sleep(0.1)  # past the first expiry, within the second
+    assert not await store.try_lock("other", 10_000)
+    assert await store.lock_holder() == "owner"
 
 
 async def test_lock_of_a_dead_owner_expires(store: Store) -> None:

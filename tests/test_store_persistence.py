@@ -28,8 +28,16 @@ async def test_snapshot_keeps_history_across_restarts(tmp_path: Path) -> None:
     await first.merge([event("a"), event("b", 3)])
     await first.merge([event("b", 3, title="renamed")])
     restarted = MemoryStore(str(path))
-    assert await restarted.generation() == 2
+    assert await restarted.version() == await first.version() and await restarted.generation() == 2
     assert (await restarted.read_days(None, None)) == (await first.read_days(None, None))
+
+
+async def test_restart_without_a_snapshot_starts_a_history_of_another_epoch() -> None:
+    """Without a snapshot the count starts again: the same generation number must not mean the same bytes."""
+    before, after = MemoryStore(), MemoryStore()
+    first = await before.merge([event("a", title="before")])
+    second = await after.merge([event("a", title="after")])
+    assert first.generation == second.generation and first.version != second.version
 
 
 async def test_snapshot_is_replaced_atomically(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from eventapi.http.generation import GenerationWatcher
 from eventapi.http.response_cache import LruCache
 from eventapi.http.responses import Response, response
 from eventapi.store import Store
+from eventapi.store.layout import LayoutRefused
 
 _NO_STORE = ((b"cache-control", b"no-store"),)
 _ALIVE = response(200, b'{"status":"ok"}', _NO_STORE)
@@ -68,6 +69,8 @@ class Operations:
         try:
             if await self._store.generation() == 0 and not await self._fleet_refreshed_once():
                 reasons.append("no events stored yet and no successful refresh yet")
+        except LayoutRefused as exc:
+            reasons.append(str(exc))  # names the layout found and the ones this version reads
         except StoreUnavailable as exc:
             reasons.extend(self._store_down_reasons(exc))
         body = orjson.dumps({"ready": not reasons, "reasons": reasons})

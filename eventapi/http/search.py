@@ -17,7 +17,7 @@ from eventapi.http.day_copy import DayCache
 from eventapi.http.generation import UNKNOWN, GenerationWatcher
 from eventapi.http.negotiation import IDENTITY, choose_encoding
 from eventapi.http.response_cache import LruCache
-from eventapi.http.responses import Response, response
+from eventapi.http.responses import Headers, Response, response
 from eventapi.query import TimeRange, parse_query
 
 # Raw query strings and Accept-Encoding values already read, so a hit parses nothing; each memo is
@@ -40,8 +40,9 @@ ENVELOPE_TAIL = b']},"error":null}'
 RangeKey = tuple[int | None, int | None]
 # One encoding of an answer: its validator, the 200, the 200 marked stale, and the 304.
 Variant = tuple[bytes, Response, Response, Response]
-# An LRU entry: the generation it belongs to, and its encodings so far, identity first.
-Entry = tuple[int, tuple[tuple[str, Variant], ...]]
+# An LRU entry: the version it belongs to, as a plain (generation, epoch) tuple, and its encodings
+# so far, identity first. (Version is a named tuple: the GC would never stop tracking one.)
+Entry = tuple[tuple[int, str], tuple[tuple[str, Variant], ...]]
 
 
 def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
@@ -50,11 +51,13 @@ def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
     return ENVELOPE_HEAD + b",".join(part for part in parts if part) + ENVELOPE_TAIL
 
 
-def etag_for(generation: int, key: RangeKey, encoding: str = IDENTITY) -> bytes:
-    """Strong validator: the same generation, normalized range and encoding mean the same bytes."""
+def etag_for(version: tuple[int, str], key: RangeKey, encoding: str = IDENTITY) -> bytes:
+    """Strong validator: the same version (generation and epoch), normalized range and encoding mean
+    the same bytes; a generation number issued again after a lost history comes with another epoch."""
+    generation, epoch = version
     starts, ends = ("" if bound is None else bound for bound in key)
     suffix = "" if encoding == IDENTITY else f".{encoding}"
-    return f'"g{generation}.{starts}.{ends}{suffix}"'.encode()
+    return f'"g{generation}-{epoch}.{starts}.{ends}{suffix}"'.encode()
 
 
 def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
@@ -115,13 +118,13 @@ class SearchEndpoint:
             elif name == b"accept-encoding":
                 accept_encoding = bytes(value)
         encoding = self.encoding(accept_encoding)
-        generation = self._watcher.current
+        version = self._watcher.version
         entry = self.cache.get(key)
-        if entry is None or entry[0] != generation:
-            if if_none_match is not None and generation != UNKNOWN:
+        if entry is None or entry[0] != version:
+            if if_none_match is not None and version.generation != UNKNOWN:
                 # Revalidated without touching the store. Only the etag of the encoding asked for
                 # can match: a client holds a gzip etag only for an answer large enough to compress.
-                etag = etag_for(generation, key, encoding)
+                etag = etag_for(version, key, encoding)
                 if etag_matches(if_none_match, etag):
                     return self._not_modified(etag)
             entry = await self._fill(key)
@@ -132,13 +135,14 @@ class SearchEndpoint:
 
     async def _fill(self, key: RangeKey) -> Entry:
         time_range = TimeRange(*key)
-        day_read = await self.days.read(time_range, self._watcher.current)
+        day_read = await self.days.read(time_range, self._watcher.version)
         if self._max_events:
             self._check_size(day_read.day_blobs, time_range)
-        generation, body = day_read.generation, assemble(day_read.day_blobs, time_range)
-        self._watcher.observe(generation)
-        entry: Entry = (generation, ((IDENTITY, self._build(generation, key, IDENTITY, body, ())),))
-        if generation == self._watcher.current:
+        version, body = day_read.version, assemble(day_read.day_blobs, time_range)
+        self._watcher.observe(version)
+        plain_version = (version.generation, version.epoch)
+        entry: Entry = (plain_version, ((IDENTITY, self._build(plain_version, key, IDENTITY, body, ())),))
+        if version == self._watcher.version:
             self.cache.put(key, entry, len(body))
         return entry
 
@@ -156,7 +160,7 @@ class SearchEndpoint:
 
     def _variant(self, key: RangeKey, entry: Entry, encoding: str) -> Variant:
         """The entry's answer in `encoding`, compressed now (and cached) if this is the first ask."""
-        generation, variants = entry
+        version, variants = entry
         for name, variant in variants:
             if name == encoding:
                 return variant
@@ -165,21 +169,16 @@ class SearchEndpoint:
         if len(body) < MIN_COMPRESSED_BYTES:
             return identity
         compressed = gzip.compress(body, GZIP_LEVEL, mtime=0)  # mtime 0: every worker makes the same bytes
-        variant = self._build(generation, key, encoding, compressed, ((b"content-encoding", b"gzip"),))
+        variant = self._build(version, key, encoding, compressed, ((b"content-encoding", b"gzip"),))
         if self.cache.peek(key) is entry:  # grows the entry in place of the one it was built from
             size = sum(len(each[1][1][2]) for each in variants) + len(compressed)
-            self.cache.put(key, (generation, (*variants, (encoding, variant))), size)
+            self.cache.put(key, (version, (*variants, (encoding, variant))), size)
         return variant
 
     def _build(
-        self,
-        generation: int,
-        key: RangeKey,
-        encoding: str,
-        body: bytes,
-        extra: tuple[tuple[bytes, bytes], ...],
+        self, version: tuple[int, str], key: RangeKey, encoding: str, body: bytes, extra: Headers
     ) -> Variant:
-        etag = etag_for(generation, key, encoding)
+        etag = etag_for(version, key, encoding)
         headers = (self._cache_control, (b"etag", etag), VARY_HEADER, *extra)
         ok = response(200, body, headers)
         return etag, ok, response(200, body, (*headers, STALE_HEADER)), self._not_modified(etag)

@@ -19,7 +19,7 @@ import orjson
 from eventapi.errors import FeedError, StoreUnavailable
 from eventapi.plans import SkippedPlan
 from eventapi.refresh.work import RefreshJob
-from eventapi.store import Store
+from eventapi.store import Store, Version
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Refresher:
         interval: float,
         lock_ttl: float,
         clock: Callable[[], float] = time.time,
-        on_generation: Callable[[int], None] = lambda generation: None,
+        on_generation: Callable[[Version], None] = lambda version: None,
     ) -> None:
         self._store = store
         self._job = job
@@ -186,7 +186,7 @@ class Refresher:
         await self._store.mark_refresh(started)
         report = await self._job()
         self._log_skipped(report.skipped)
-        self._on_generation(report.generation)  # this worker serves its own merge at once
+        self._on_generation(Version(report.generation, report.epoch))  # this worker serves its merge at once
         status = self.status
         status.last_success_at = self._clock()
         status.last_duration = status.last_success_at - started

@@ -48,6 +48,7 @@ class RefreshReport:
     skipped: list[SkippedPlan] = field(default_factory=list)
     peak_rss_kib: int = 0  # of the process that did the work
     feed_bytes: int = 0
+    epoch: str = ""  # of the generation, so the worker can serve its own merge at once
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -94,6 +95,7 @@ class InProcessJob:
             changed=merged.changed,
             served=merged.served,
             generation=merged.generation,
+            epoch=merged.version.epoch,
             skipped=parsed.skipped[:_MAX_REPORTED_SKIPS],
             peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             feed_bytes=parsed.size,

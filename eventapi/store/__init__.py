@@ -2,33 +2,58 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from eventapi.events import Event, StoredEvent
 
 
-@dataclass(frozen=True, slots=True)
-class DayRead:
-    """Blobs of the non-empty days of a range, in day order, all of one generation."""
+class Version(NamedTuple):
+    """Which state of the store bytes come from: the generation, and the epoch of the merge that made it.
+
+    A lost history (a flushed Redis, a failover) can issue a generation number again, never its epoch.
+    """
 
     generation: int
+    epoch: str  # "" for a Redis store written before epochs existed (layout 1)
+
+
+def new_epoch() -> str:
+    """A fresh epoch: 48 random bits, drawn by every merge that changes something served."""
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True, slots=True)
+class DayRead:
+    """Blobs of the non-empty days of a range, in day order, all of one version."""
+
+    version: Version
     days: list[int]  # the day ordinals of day_blobs, ascending
     day_blobs: list[bytes]
+
+    @property
+    def generation(self) -> int:
+        return self.version.generation
 
 
 @dataclass(frozen=True, slots=True)
 class MergeOutcome:
-    """What a merge did: how many served events changed, and the generation after it."""
+    """What a merge did: how many served events changed, and the version after it."""
 
     changed: int
-    generation: int
+    version: Version
     served: int
+
+    @property
+    def generation(self) -> int:
+        return self.version.generation
 
 
 class Store(Protocol):
-    """Where served events live; every method may raise StoreUnavailable."""
+    """Where served events live; every method may raise StoreUnavailable (LayoutRefused, one of them, for a
+    store laid out in a way this version cannot read: docs/decisions/011-store-layout-versions.md)."""
 
     async def open(self) -> None:
         """Create event-loop resources (connection pools); called in ASGI lifespan."""
@@ -42,6 +67,9 @@ class Store(Protocol):
     async def generation(self) -> int:
         """The counter bumped by every merge that changed something served."""
 
+    async def version(self) -> Version:
+        """The generation and its epoch, read together (the generation poll's one round trip)."""
+
     async def stored_events(self) -> list[StoredEvent]:
         """Every served event with its latest values, read whole (merges, exports), in no set order."""
 
@@ -49,7 +77,7 @@ class Store(Protocol):
         """Fold one feed in, atomically: readers see all of it or none of it."""
 
     async def try_lock(self, token: str, ttl_ms: int) -> bool:
-        """Take the fleet's refresh lock if free; it expires after ttl_ms if never released."""
+        """Take the refresh lock if free or held by `token`; it expires after ttl_ms unless released."""
 
     async def release_lock(self, token: str) -> None:
         """Release the refresh lock, only if `token` still holds it."""

@@ -14,13 +14,13 @@ import orjson
 
 from eventapi.days import rebuild_days
 from eventapi.events import Event, StoredEvent
-from eventapi.store import DayRead, MergeOutcome, sliced
+from eventapi.store import DayRead, MergeOutcome, Version, new_epoch, sliced
 
 log = logging.getLogger(__name__)
 
 
 class MemoryStore:
-    """Served events and day blobs in dicts; with a snapshot path, history survives restarts."""
+    """Served events and day blobs in dicts; with a snapshot path, history and its epoch survive restarts."""
 
     def __init__(self, snapshot_path: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -28,7 +28,7 @@ class MemoryStore:
         self._events: dict[str, StoredEvent] = {}
         self._day_blobs: dict[int, bytes] = {}
         self._days: list[int] = []  # sorted keys of _day_blobs
-        self._generation = 0
+        self._version = Version(0, new_epoch())  # a restart without a snapshot starts a new history
         self._lock_token: str | None = None
         self._lock_expires = 0.0
         self._last_refresh: float | None = None
@@ -46,10 +46,13 @@ class MemoryStore:
         low = 0 if first_day is None else bisect.bisect_left(self._days, first_day)
         high = len(self._days) if last_day is None else bisect.bisect_right(self._days, last_day)
         days = self._days[low:high]
-        return DayRead(self._generation, days, [self._day_blobs[day] for day in days])
+        return DayRead(self._version, days, [self._day_blobs[day] for day in days])
 
     async def generation(self) -> int:
-        return self._generation
+        return self._version.generation
+
+    async def version(self) -> Version:
+        return self._version
 
     async def stored_events(self) -> list[StoredEvent]:
         return list(self._events.values())
@@ -65,15 +68,15 @@ class MemoryStore:
                 else:
                     self._day_blobs.pop(day, None)  # its last event moved to another day
             self._days = sorted(self._day_blobs)
-            self._generation += 1
+            self._version = Version(self._version.generation + 1, new_epoch())
             if self._snapshot_path is not None:
                 self._save(self._snapshot_path)
-        return MergeOutcome(len(changes.events), self._generation, len(self._events))
+        return MergeOutcome(len(changes.events), self._version, len(self._events))
 
     async def try_lock(self, token: str, ttl_ms: int) -> bool:
         # One process: the lock keeps overlapping refreshes apart, with the same expiry as Redis's.
         now = self._clock()
-        if self._lock_token is not None and now < self._lock_expires:
+        if self._lock_token not in (None, token) and now < self._lock_expires:
             return False
         self._lock_token, self._lock_expires = token, now + ttl_ms / 1000
         return True
@@ -101,8 +104,9 @@ class MemoryStore:
 
     def _save(self, path: Path) -> None:
         # Written beside the target and renamed over it: a crash leaves the old or the new file, never half.
-        body = b'{"generation":%d,"events":[%s]}' % (
-            self._generation,
+        body = b'{"generation":%d,"epoch":"%s","events":[%s]}' % (
+            self._version.generation,
+            self._version.epoch.encode(),
             b",".join(event.json for event in self._events.values()),
         )
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -122,5 +126,6 @@ class MemoryStore:
         self._events = {event.id: event for event in events}
         self._day_blobs = rebuild_days(self._events.values())
         self._days = sorted(self._day_blobs)
-        self._generation = int(snapshot["generation"])
+        # A snapshot written before epochs existed keeps the new random one.
+        self._version = Version(int(snapshot["generation"]), snapshot.get("epoch") or self._version.epoch)
         log.info("loaded %d events from snapshot %s", len(self._events), path)
