@@ -25,3 +25,23 @@ def freeze_new_day_copy() -> None:
     """
     gc.collect(1)
     gc.freeze()
+
+
+class YoungCollections:
+    """A collection of the young generation after every `every` answers the worker caches.
+
+    CPython starts one when allocations outnumber deallocations by 700. A full LRU frees an old
+    entry for each new one, so that never happens: the young generation grows by every new
+    entry until some other allocation tips it, and that collection then walks them all at once
+    (94 ms of CPU measured; decision 011). Collected this often, each walk is short.
+    """
+
+    def __init__(self, every: int = 256) -> None:
+        self._every = every
+        self._cached = 0
+
+    def __call__(self) -> None:
+        self._cached += 1
+        if self._cached >= self._every:
+            self._cached = 0
+            gc.collect(0)

@@ -113,8 +113,9 @@ def build_worker(
     cache: LruCache[RangeKey, Entry] = LruCache(settings.lru_entries, settings.lru_bytes)
     days = DayCache(store, settings.day_cache_bytes, on_load=gc_policy.freeze_new_day_copy)
     search = SearchEndpoint(
-        days, settings.tz, watcher, cache, settings.cache_max_age, settings.max_events_per_answer
-    )
+        days, settings.tz, watcher, cache, settings.cache_max_age, settings.max_events_per_answer,
+        on_cached=gc_policy.YoungCollections(),
+    )  # fmt: skip
     tally = RequestTally()
     fleet = FleetRefreshReader(store.refresh_status)
     metrics = MetricsPublisher(

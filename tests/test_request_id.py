@@ -77,9 +77,7 @@ async def test_a_cached_answer_carries_each_requests_own_id_and_keeps_none(servi
     assert "x-request-id" not in third.headers
     assert first.body == second.body == third.body
     cached = service.search.cache.peek(service.search.range_key(RANGE))
-    assert cached is not None
-    for _, (_, ok, stale, not_modified) in cached[1]:  # every encoding's 200, stale 200 and 304
-        assert all(b"x-request-id" not in dict(headers) for _, headers, _ in (ok, stale, not_modified))
+    assert cached is not None and all(isinstance(field, int | str | bytes) for field in cached)  # no headers
 
 
 async def test_the_access_log_line_carries_the_request_id(

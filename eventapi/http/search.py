@@ -8,6 +8,7 @@ time it is asked for (decision 012).
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from datetime import tzinfo
 
 from eventapi.days import count_in, select
@@ -17,7 +18,7 @@ from eventapi.http.day_copy import DayCache
 from eventapi.http.generation import UNKNOWN, GenerationWatcher
 from eventapi.http.negotiation import IDENTITY, choose_encoding
 from eventapi.http.response_cache import LruCache
-from eventapi.http.responses import Headers, Response, response
+from eventapi.http.responses import Headers, Response
 from eventapi.query import TimeRange, parse_query
 
 # Raw query strings and Accept-Encoding values already read, so a hit parses nothing; each memo is
@@ -38,11 +39,12 @@ ENVELOPE_TAIL = b']},"error":null}'
 
 # The normalized range, (starts_at, ends_at) in local seconds: equal ranges are equal queries.
 RangeKey = tuple[int | None, int | None]
-# One encoding of an answer: its validator, the 200, the 200 marked stale, and the 304.
-Variant = tuple[bytes, Response, Response, Response]
-# An LRU entry: the version it belongs to, as a plain (generation, epoch) tuple, and its encodings
-# so far, identity first. (Version is a named tuple: the GC would never stop tracking one.)
-Entry = tuple[tuple[int, str], tuple[tuple[str, Variant], ...]]
+# An LRU entry: one flat tuple of atoms, which the GC stops tracking the first time it looks at it
+# (a nested one takes a look per level; decision 011): the store's generation and epoch, then per
+# encoding its etag, body and content-length value; gzip's are empty until first asked for.
+Entry = tuple[int, str, bytes, bytes, bytes, bytes, bytes, bytes]
+_CONTENT_TYPE = (b"content-type", b"application/json")
+_GZIP = (b"content-encoding", b"gzip")
 
 
 def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
@@ -78,6 +80,7 @@ class SearchEndpoint:
         cache: LruCache[RangeKey, Entry],
         max_age: int,
         max_events: int = 0,
+        on_cached: Callable[[], None] = lambda: None,
     ) -> None:
         self.days = days
         self._tz = tz
@@ -87,6 +90,7 @@ class SearchEndpoint:
         self._ranges: dict[bytes, RangeKey] = {}
         self._encodings: dict[bytes | None, str] = {}
         self._max_events = max_events  # 0: no cap on the events of one answer
+        self._on_cached = on_cached  # told of each answer cached (the worker's young GC collections)
 
     def range_key(self, query_string: bytes) -> RangeKey:
         """Parse (or recall) a query string; InvalidParameter for a bad one."""
@@ -120,7 +124,7 @@ class SearchEndpoint:
         encoding = self.encoding(accept_encoding)
         version = self._watcher.version
         entry = self.cache.get(key)
-        if entry is None or entry[0] != version:
+        if entry is None or entry[0] != version.generation or entry[1] != version.epoch:
             if if_none_match is not None and version.generation != UNKNOWN:
                 # Revalidated without touching the store. Only the etag of the encoding asked for
                 # can match: a client holds a gzip etag only for an answer large enough to compress.
@@ -128,10 +132,21 @@ class SearchEndpoint:
                 if etag_matches(if_none_match, etag):
                     return self._not_modified(etag)
             entry = await self._fill(key)
-        etag, ok, stale, not_modified = self._variant(key, entry, encoding)
+        if encoding != IDENTITY and not entry[5]:
+            entry = self._compressed(key, entry)
+        _, _, etag, body, length, gzip_etag, gzip_body, gzip_length = entry
+        compressed = encoding != IDENTITY and bool(gzip_etag)  # not when too small to compress
+        if compressed:
+            etag, body, length = gzip_etag, gzip_body, gzip_length
         if if_none_match is not None and etag_matches(if_none_match, etag):
-            return not_modified
-        return ok if self._watcher.store_reachable else stale
+            return self._not_modified(etag)
+        # Built per answer from the entry's bytes (a few hundred ns), so the entry stays flat.
+        headers: Headers = (
+            _CONTENT_TYPE, (b"content-length", length), self._cache_control, (b"etag", etag), VARY_HEADER
+        )  # fmt: skip
+        if compressed:
+            headers = (*headers, _GZIP)
+        return 200, headers if self._watcher.store_reachable else (*headers, STALE_HEADER), body
 
     async def _fill(self, key: RangeKey) -> Entry:
         time_range = TimeRange(*key)
@@ -140,10 +155,11 @@ class SearchEndpoint:
             self._check_size(day_read.day_blobs, time_range)
         version, body = day_read.version, assemble(day_read.day_blobs, time_range)
         self._watcher.observe(version)
-        plain_version = (version.generation, version.epoch)
-        entry: Entry = (plain_version, ((IDENTITY, self._build(plain_version, key, IDENTITY, body, ())),))
+        etag = etag_for(version, key)
+        entry: Entry = (version.generation, version.epoch, etag, body, b"%d" % len(body), b"", b"", b"")
         if version == self._watcher.version:
             self.cache.put(key, entry, len(body))
+            self._on_cached()
         return entry
 
     def _check_size(self, day_blobs: list[bytes], time_range: TimeRange) -> None:
@@ -158,30 +174,18 @@ class SearchEndpoint:
                     "or ask for it in parts"
                 )
 
-    def _variant(self, key: RangeKey, entry: Entry, encoding: str) -> Variant:
-        """The entry's answer in `encoding`, compressed now (and cached) if this is the first ask."""
-        version, variants = entry
-        for name, variant in variants:
-            if name == encoding:
-                return variant
-        identity = variants[0][1]
-        body = identity[1][2]
+    def _compressed(self, key: RangeKey, entry: Entry) -> Entry:
+        """The entry with its gzip answer filled in (and cached); unchanged when too small for one."""
+        generation, epoch, etag, body, length, _, _, _ = entry
         if len(body) < MIN_COMPRESSED_BYTES:
-            return identity
+            return entry
         compressed = gzip.compress(body, GZIP_LEVEL, mtime=0)  # mtime 0: every worker makes the same bytes
-        variant = self._build(version, key, encoding, compressed, ((b"content-encoding", b"gzip"),))
-        if self.cache.peek(key) is entry:  # grows the entry in place of the one it was built from
-            size = sum(len(each[1][1][2]) for each in variants) + len(compressed)
-            self.cache.put(key, (version, (*variants, (encoding, variant))), size)
-        return variant
-
-    def _build(
-        self, version: tuple[int, str], key: RangeKey, encoding: str, body: bytes, extra: Headers
-    ) -> Variant:
-        etag = etag_for(version, key, encoding)
-        headers = (self._cache_control, (b"etag", etag), VARY_HEADER, *extra)
-        ok = response(200, body, headers)
-        return etag, ok, response(200, body, (*headers, STALE_HEADER)), self._not_modified(etag)
+        gzip_etag = etag_for((generation, epoch), key, "gzip")
+        grown: Entry = (generation, epoch, etag, body, length, gzip_etag, compressed, b"%d" % len(compressed))
+        if self.cache.peek(key) is entry:  # in place of the entry it grew from, its byte count too
+            self.cache.put(key, grown, len(body) + len(compressed))
+            self._on_cached()
+        return grown
 
     def _not_modified(self, etag: bytes) -> Response:
         # No content-length: in a 304 it would have to be the 200 body's length (RFC 9110 §8.6).
