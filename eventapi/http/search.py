@@ -7,12 +7,12 @@ time it is asked for (decision 012).
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Callable
 from datetime import tzinfo
 
 from eventapi.days import count_in, select
 from eventapi.errors import InvalidParameter
+from eventapi.http import gzip_codec
 from eventapi.http.asgi import Scope
 from eventapi.http.day_copy import DayCache
 from eventapi.http.generation import UNKNOWN, GenerationWatcher
@@ -25,12 +25,12 @@ from eventapi.query import TimeRange, parse_query
 # cleared when full, which bounds it whatever strings clients invent.
 _MAX_MEMOIZED_QUERIES = 16_384
 _MAX_MEMOIZED_ENCODINGS = 1_024
-# gzip only: deflate level 3 is the smallest of zlib's fast levels and the first to shrink the
-# popular answer fourfold; below MIN_COMPRESSED_BYTES a gzip answer saves too little to pay for
-# itself (docs/decisions/012-pre-compressed-answers.md). nginx's gzip_min_length is the same.
+# gzip only (http/gzip_codec.py); below MIN_COMPRESSED_BYTES a gzip answer saves too little to pay
+# for itself (docs/decisions/012-pre-compressed-answers.md). nginx's gzip_min_length is the same.
 ENCODINGS = ("gzip",)
-GZIP_LEVEL = 3
 MIN_COMPRESSED_BYTES = 512
+# In the ETag of each encoding, so two encodings, or two builds compressing differently, never share one.
+_ETAG_SUFFIX = {IDENTITY: "", "gzip": f".gz-{gzip_codec.CODEC}"}
 # On answers given from this worker's memory while the store cannot be reached.
 STALE_HEADER = (b"x-eventapi-stale", b"1")
 VARY_HEADER = (b"vary", b"accept-encoding")
@@ -58,8 +58,7 @@ def etag_for(version: tuple[int, str], key: RangeKey, encoding: str = IDENTITY) 
     the same bytes; a generation number issued again after a lost history comes with another epoch."""
     generation, epoch = version
     starts, ends = ("" if bound is None else bound for bound in key)
-    suffix = "" if encoding == IDENTITY else f".{encoding}"
-    return f'"g{generation}-{epoch}.{starts}.{ends}{suffix}"'.encode()
+    return f'"g{generation}-{epoch}.{starts}.{ends}{_ETAG_SUFFIX[encoding]}"'.encode()
 
 
 def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
@@ -179,7 +178,7 @@ class SearchEndpoint:
         generation, epoch, etag, body, length, _, _, _ = entry
         if len(body) < MIN_COMPRESSED_BYTES:
             return entry
-        compressed = gzip.compress(body, GZIP_LEVEL, mtime=0)  # mtime 0: every worker makes the same bytes
+        compressed = gzip_codec.compress(body)
         gzip_etag = etag_for((generation, epoch), key, "gzip")
         grown: Entry = (generation, epoch, etag, body, length, gzip_etag, compressed, b"%d" % len(compressed))
         if self.cache.peek(key) is entry:  # in place of the entry it grew from, its byte count too
