@@ -305,7 +305,6 @@ def test_hit_with_request_id(
 
 
 @pytest.mark.benchmark(group=HIT_GROUP, timer=per_request_clock(HIT_BATCH))
-@pytest.mark.parametrize("store", STORES)
 def test_revalidation_304(
     benchmark: BenchmarkFixture,
     bench_loop: asyncio.AbstractEventLoop,

@@ -1,4 +1,4 @@
-"""Keeping the cyclic garbage collector off the serving path (docs/decisions/011-no-collector-stalls.md).
+"""Keeping the cyclic garbage collector off the serving path (docs/decisions/012-no-collector-stalls.md).
 
 A full collection walks every tracked object: the tens of thousands that imports and start-up leave
 behind would be walked again and again. Frozen, they are out of its reach; what the worker keeps
@@ -33,7 +33,7 @@ class YoungCollections:
     CPython starts one when allocations outnumber deallocations by 700. A full LRU frees an old
     entry for each new one, so that never happens: the young generation grows by every new
     entry until some other allocation tips it, and that collection then walks them all at once
-    (94 ms of CPU measured; decision 011). Collected this often, each walk is short.
+    (94 ms of CPU measured; decision 012). Collected this often, each walk is short.
     """
 
     def __init__(self, every: int = 256) -> None:

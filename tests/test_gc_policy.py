@@ -40,7 +40,7 @@ def test_a_young_collection_runs_after_every_nth_cached_answer(young_collections
 def test_start_up_is_collected_then_frozen_and_a_new_day_copy_only_young_then_frozen(
     young_collections_seen: list[int],
 ) -> None:
-    """Start-up may afford a full collection; a reload under traffic may not (decision 011)."""
+    """Start-up may afford a full collection; a reload under traffic may not (decision 012)."""
     try:
         freeze_start_up()
         frozen = gc.get_freeze_count()

@@ -1,6 +1,6 @@
 """gzip for search answers: ISA-L's igzip, five times zlib's speed at the same ratio, else zlib.
 
-Measured on the service's answers (docs/decisions/012-pre-compressed-answers.md). Either way the
+Measured on the service's answers (docs/decisions/013-pre-compressed-answers.md). Either way the
 bytes are a standard gzip member with mtime 0, the same in every worker of one image; `CODEC`
 goes into the ETag, so two builds that compress differently never share a validator.
 """

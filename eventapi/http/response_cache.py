@@ -14,7 +14,7 @@ class LruCache(Generic[K, V]):
     """Least-recently-used entries go first once either bound is passed; counters are plain ints.
 
     Values and their sizes are kept apart, so no (value, size) pair wraps a cached value: the GC
-    would have to look at the pair again once it stopped tracking the value (decision 011).
+    would have to look at the pair again once it stopped tracking the value (decision 012).
     """
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:

@@ -25,7 +25,7 @@ INTERNAL_ERROR_MESSAGE = "Internal error: the failure has been logged."
 
 # A finished response, headers complete: (status, headers, body). Plain tuples of bytes and ints, so
 # one built once can be cached and sent again and again, and the cyclic GC never walks a cached one
-# (docs/decisions/011-no-collector-stalls.md).
+# (docs/decisions/012-no-collector-stalls.md).
 Response = tuple[int, Headers, bytes]
 
 

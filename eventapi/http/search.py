@@ -1,8 +1,8 @@
 """GET /search over HTTP: query memo, the worker's LRU of finished answers per encoding, ETags and 304s.
 
 Answers are cached finished, headers included (docs/decisions/003-per-worker-response-cache.md), as
-plain tuples the cyclic GC never walks (decision 011); an encoding is compressed once, the first
-time it is asked for (decision 012).
+plain tuples the cyclic GC never walks (decision 012); an encoding is compressed once, the first
+time it is asked for (decision 013).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from eventapi.query import TimeRange, parse_query
 _MAX_MEMOIZED_QUERIES = 16_384
 _MAX_MEMOIZED_ENCODINGS = 1_024
 # gzip only (http/gzip_codec.py); below MIN_COMPRESSED_BYTES a gzip answer saves too little to pay
-# for itself (docs/decisions/012-pre-compressed-answers.md). nginx's gzip_min_length is the same.
+# for itself (docs/decisions/013-pre-compressed-answers.md). nginx's gzip_min_length is the same.
 ENCODINGS = ("gzip",)
 MIN_COMPRESSED_BYTES = 512
 # In the ETag of each encoding, so two encodings, or two builds compressing differently, never share one.
@@ -40,7 +40,7 @@ ENVELOPE_TAIL = b']},"error":null}'
 # The normalized range, (starts_at, ends_at) in local seconds: equal ranges are equal queries.
 RangeKey = tuple[int | None, int | None]
 # An LRU entry: one flat tuple of atoms, which the GC stops tracking the first time it looks at it
-# (a nested one takes a look per level; decision 011): the store's generation and epoch, then per
+# (a nested one takes a look per level; decision 012): the store's generation and epoch, then per
 # encoding its etag, body and content-length value; gzip's are empty until first asked for.
 Entry = tuple[int, str, bytes, bytes, bytes, bytes, bytes, bytes]
 _CONTENT_TYPE = (b"content-type", b"application/json")

@@ -36,10 +36,13 @@ def start_simulator(
     seed: int = 1,
     feeds: Sequence[Path] = (),
     seconds: float = READY_SECONDS,
+    days: int = 365,
 ) -> str:
     """The provider simulator on a port it picks (`feeds` first, then the generated one, in turn); its URL."""
     feed_args = [arg for feed in feeds for arg in ("--feed", str(feed))]
-    options = f"--port 0 --generate-plans {plans} --generate-zones {zones} --seed {seed}"
+    options = (
+        f"--port 0 --generate-plans {plans} --generate-zones {zones} --seed {seed} --generate-days {days}"
+    )
     processes.start("sim", eventapi_command("sim", *feed_args, *options.split()))
 
     def feed_url() -> str | None:
