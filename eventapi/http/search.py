@@ -1,8 +1,7 @@
 """GET /search over HTTP: query memo, the worker's LRU of finished answers per encoding, ETags and 304s.
 
-Answers are cached finished, headers included (docs/decisions/003-per-worker-response-cache.md), as
-plain tuples the cyclic GC never walks (decision 012); an encoding is compressed once, the first
-time it is asked for (decision 013).
+Answers are cached finished (docs/decisions/003-per-worker-response-cache.md), as flat tuples the
+cyclic GC stops tracking (decision 012); an encoding is compressed once, when first asked for (013).
 """
 
 from __future__ import annotations
