@@ -7,6 +7,9 @@ BENCH_STALL_ARGS ?=
 SCENARIO ?= steady
 LOAD_ARGS ?=
 SOAK_ARGS ?=
+OVERLOAD_ARGS ?=
+FLOOD_ARGS ?=
+CURVE_ARGS ?=
 
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
@@ -15,7 +18,7 @@ LINT_PATHS := $(wildcard eventapi tests bench loadtest)
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help run test demo lint types check bench bench-http bench-stall load soak clean FORCE
+.PHONY: help run test demo lint types check bench bench-http bench-stall load soak overload flood overload-curve clean FORCE
 .PHONY: image up demo-up monitoring-up down logs build start stop clean-containers container-check kube-check lock
 
 help: ## list the targets
@@ -68,6 +71,23 @@ load: $(VENV)/.installed-load ## locust against Redis, the simulator and 2 worke
 soak: $(VENV)/.installed-test ## 10 min of searches, a refresh a second, random provider faults: errors, RSS, fds (SOAK_ARGS=...)
 	bash .ci/ensure-redis-server
 	$(VENV_PY) -m loadtest.soak $(SOAK_ARGS)
+
+# wrk drives the overload scenarios (make bench-http installs it the same way; here it must be there).
+NEED_WRK = @command -v wrk >/dev/null 2>&1 || { echo "make: $@ needs wrk on PATH: sudo apt-get install -y wrk" >&2; exit 1; }
+
+overload: $(VENV)/.installed-test ## one worker, 3,000 wrk connections: /healthz from a new connection within 1 s, RSS, errors (OVERLOAD_ARGS=...)
+	bash .ci/ensure-redis-server
+	$(NEED_WRK)
+	$(VENV_PY) -m loadtest.overload overload $(OVERLOAD_ARGS)
+
+flood: $(VENV)/.installed-test ## 2,000 idle keep-alive + 500 slowloris connections: searches within 1 s, slow ones cut, no fd leak (FLOOD_ARGS=...)
+	bash .ci/ensure-redis-server
+	$(VENV_PY) -m loadtest.overload flood $(FLOOD_ARGS)
+
+overload-curve: $(VENV)/.installed-test ## connections vs req/s, p99, errors, /healthz latency, RSS: decision 014's table (CURVE_ARGS=...)
+	bash .ci/ensure-redis-server
+	$(NEED_WRK)
+	$(VENV_PY) -m loadtest.overload curve $(CURVE_ARGS)
 
 clean: ## remove .venv, caches and build output
 	rm -rf $(VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks

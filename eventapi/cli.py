@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import os
+import resource
 import sys
 from collections.abc import Callable, Sequence
 
@@ -21,6 +23,10 @@ APP_FACTORY = "eventapi.wiring:create_app"
 # orchestrator's grace period must exceed it (compose: 20 s; Kubernetes: docs/deploy.md, "Shutdown").
 DRAIN_SECONDS = 15
 HEALTHCHECK_TIMEOUT = 2.0
+# Descriptors a worker holds besides its clients' connections: Redis, its job server, logs, metrics.
+SPARE_DESCRIPTORS = 256
+
+log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings) -> int:
@@ -29,21 +35,50 @@ def serve(settings: Settings) -> int:
         settings = dataclasses.replace(settings, metrics_dir=str(directory))
         # Granian forks the workers from this process, and their create_app reads these settings.
         os.environ.update(settings.to_environ())
+        raise_open_files_limit(settings.max_connections_per_worker + SPARE_DESCRIPTORS)
         _serve(settings)
     return 0
 
 
+def raise_open_files_limit(needed: int) -> int:
+    """Raise the soft limit of open files to the hard one (the workers inherit it); the limit set.
+
+    Each connection is a descriptor, and a container's soft limit is often 1024 (decision 014).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max(soft, needed) if hard == resource.RLIM_INFINITY else hard
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if wanted < needed:
+        log.warning(
+            "open files limited to %d, but EVENTAPI_MAX_CONNECTIONS_PER_WORKER asks for about %d: "
+            "a worker refuses connections past the limit; raise the hard limit (ulimit -Hn, the "
+            "container's nofile)",
+            wanted,
+            needed,
+        )
+    return wanted
+
+
 def _serve(settings: Settings) -> None:
-    from granian.constants import Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
+    # HTTP/1 only: in Granian's auto mode the protocol is sniffed before hyper's header timer starts,
+    # so a connection that never sends a byte is held forever (decision 014). nginx and the
+    # Ingress speak HTTP/1.1 to the service.
     Server(
         APP_FACTORY,
         factory=True,
         address=settings.host,
         port=settings.port,
         workers=settings.workers,
+        backlog=settings.backlog,
+        backpressure=settings.max_connections_per_worker,
+        http1_settings=HTTP1Settings(header_read_timeout=round(settings.header_read_timeout * 1000)),
         interface=Interfaces.ASGI,
+        http=HTTPModes.http1,
         loop=Loops.uvloop,
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
         workers_kill_timeout=DRAIN_SECONDS,

@@ -14,6 +14,8 @@ from eventapi.store.redis_url import parse_redis_url, redacted
 
 DEFAULT_PROVIDER_URL = "https://provider.code-challenge.feverup.com/api/events"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Granian raises a smaller listen backlog to this; refusing it says so instead.
+MIN_BACKLOG = 128
 
 T = TypeVar("T")
 
@@ -37,6 +39,12 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # Connection floods and overload (docs/decisions/014-overload-and-floods.md): the kernel's accept
+    # queue, the connections each worker holds open at once (Granian's "backpressure": one permit per
+    # connection, kept until it closes), and how long a client may take to send a request's headers.
+    backlog: int = 1024
+    max_connections_per_worker: int = 4096
+    header_read_timeout: float = 75.0
     log_level: str = "INFO"
     cache_max_age: int = 5
     lru_entries: int = 10_000
@@ -115,6 +123,21 @@ class Settings:
             host=read("HOST", str, defaults.host, "an address to bind, such as 127.0.0.1 or 0.0.0.0"),
             port=read("PORT", _port, defaults.port, "a port number 1-65535"),
             workers=read("WORKERS", _positive_int, defaults.workers, "a whole number >= 1"),
+            backlog=read(
+                "BACKLOG", _backlog, defaults.backlog, f"a whole number of connections >= {MIN_BACKLOG}"
+            ),
+            max_connections_per_worker=read(
+                "MAX_CONNECTIONS_PER_WORKER",
+                _positive_int,
+                defaults.max_connections_per_worker,
+                "a whole number of connections >= 1",
+            ),
+            header_read_timeout=read(
+                "HEADER_READ_TIMEOUT",
+                _milliseconds_or_more,
+                defaults.header_read_timeout,
+                "a number of seconds >= 0.001",
+            ),
             log_level=read("LOG_LEVEL", _log_level, defaults.log_level, "one of " + ", ".join(LOG_LEVELS)),
             cache_max_age=read(
                 "CACHE_MAX_AGE", _non_negative_int, defaults.cache_max_age, "a whole number of seconds >= 0"
@@ -150,6 +173,21 @@ def _positive_float(raw: str) -> float:
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if not 0 <= value < float("inf"):  # also refuses nan
+        raise ValueError(raw)
+    return value
+
+
+def _milliseconds_or_more(raw: str) -> float:
+    # Granian takes the header timeout in whole milliseconds: less than one would be no timeout at all.
+    value = float(raw)
+    if not 0.001 <= value < float("inf"):
+        raise ValueError(raw)
+    return value
+
+
+def _backlog(raw: str) -> int:
+    value = int(raw)
+    if value < MIN_BACKLOG:
         raise ValueError(raw)
     return value
 
