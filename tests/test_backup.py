@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
+import redis
 
 from eventapi.events import Event, event_id
 from eventapi.history_file import Header, encode
@@ -19,9 +22,10 @@ from eventapi.sim.feeds import generate_feed
 from eventapi.store import Version
 from eventapi.wiring import build_store, opened_store
 from tests.support.feeds import MADRID, SampleFeed
-from tests.support.redis_server import key_prefix
+from tests.support.redis_server import RedisServer, key_prefix
 from tests.support.sample_service import LATEST, SAMPLE_RANGE, serve_the_three_samples
 from tests.support.service_process import ServiceProcess, http, run_command
+from tests.support.waiting import wait_for
 
 JULY_1 = datetime(2021, 7, 1, 20)
 # Hundreds of events over the sample events' weeks: days shared with them, plans that run past midnight.
@@ -287,3 +291,38 @@ def test_an_unreachable_redis_fails_the_command_and_leaves_no_file(command: str,
     done = run_command([command, "--output" if command == "export" else "--", str(backup)], env)
     assert done.returncode == 1 and "redis unavailable" in done.stderr
     assert [path.name for path in tmp_path.iterdir()] == (["history.jsonl"] if command == "import" else [])
+
+
+def test_an_rdb_snapshot_restores_into_an_appendonly_redis_only_through_one_start_without_it(
+    redis_server_factory: Callable[..., RedisServer],
+) -> None:
+    """docs/backup.md's procedure: with `appendonly yes` Redis ignores dump.rdb and starts empty."""
+    source = redis_server_factory()
+    env = {"EVENTAPI_REDIS_URL": source.url, "EVENTAPI_REDIS_PREFIX": key_prefix()}
+    backed_up = fill(env, [event("a"), event("b", day=1)])
+    with redis.Redis.from_url(source.url) as client:
+        client.save()
+    dump = (source.data_dir / "dump.rdb").read_bytes()
+
+    aof = redis_server_factory("--appendonly", "yes")
+    aof.stop()
+    shutil.rmtree(aof.data_dir / "appendonlydir")
+    (aof.data_dir / "dump.rdb").write_bytes(dump)
+    aof.start()
+    assert state_of(env | {"EVENTAPI_REDIS_URL": aof.url}).events == []  # the trap
+
+    aof.stop()
+    shutil.rmtree(aof.data_dir / "appendonlydir")
+    loader = redis_server_factory("--dir", str(aof.data_dir))  # appendonly no: it loads dump.rdb
+    with redis.Redis.from_url(loader.url) as client:
+        client.config_set("appendonly", "yes")
+        asyncio.run(wait_for(lambda: aof_written(client), "the append-only file written from memory"))
+    loader.stop()
+    aof.start()
+    assert state_of(env | {"EVENTAPI_REDIS_URL": aof.url}) == backed_up
+
+
+def aof_written(client: redis.Redis) -> bool:
+    persistence = client.info("persistence")
+    return bool(persistence["aof_enabled"] and not persistence["aof_rewrite_in_progress"]
+                and not persistence["aof_rewrite_scheduled"])  # fmt: skip
