@@ -76,6 +76,9 @@ class Store(Protocol):
     async def merge(self, events: Iterable[Event]) -> MergeOutcome:
         """Fold one feed in, atomically: readers see all of it or none of it."""
 
+    async def restore(self, events: Iterable[StoredEvent], *, replace: bool) -> MergeOutcome:
+        """Add a backup's events the store lacks (with `replace`, overwrite those that differ), atomically."""
+
     async def try_lock(self, token: str, ttl_ms: int) -> bool:
         """Take the refresh lock if free or held by `token`; it expires after ttl_ms unless released."""
 
