@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from eventapi.events import StoredEvent, local_seconds
-from eventapi.store import Version
+from eventapi.versions import Version
 
 FORMAT = "eventapi-history"
 VERSION = 1

@@ -21,8 +21,8 @@ from eventapi import history
 from eventapi.errors import StoreUnavailable
 from eventapi.events import Event, StoredEvent
 from eventapi.history import Changes
+from eventapi.redis_url import SentinelUrl, parse_redis_url
 from eventapi.store import DayRead, MergeOutcome, Version, layout, new_epoch, sliced
-from eventapi.store.redis_url import SentinelUrl, parse_redis_url
 
 T = TypeVar("T")
 # What a write makes of the stored events it read under WATCH: a feed's merge, or a backup's restore.
