@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,13 +35,12 @@ from typing import Any
 
 from bench.capacity_plan import MIB, Assumptions, PodRates, crossing, extrapolate, markdown_table, plan_row
 from bench.capacity_service import log, measure_pod
-from bench.http_bench import environment_facts
+from bench.http_bench import RESULTS, environment_facts, write_results
 from eventapi.settings import Settings
 from eventapi.wiring import refresh_lock_ttl
 from tests.support.processes import REPO_ROOT, Processes, run_harness
 from tests.support.stack import start_redis
 
-RESULTS = REPO_ROOT / "bench" / "results"
 SIZES = (10_000, 100_000, 1_000_000)
 EXTRAPOLATED = 10_000_000
 # Stored events per generated base plan (80 % online, 10 % of base plans with two plans): measured 0.88.
@@ -79,6 +79,9 @@ def measure_data(sizes: list[int], parse_sizes: list[int], run_dir: Path) -> dic
         for size in sizes:
             log(f"{size:,} events: building, merging, reading (a child process)")
             by_size[str(size)] = figures = child(["--size", str(size), "--redis-url", redis_url])
+            figures["routine_refresh"] = child(
+                ["--size", str(size), "--redis-url", redis_url, "--routine-refresh"]
+            )
             shown = {name: f"{value(figures):,.1f}" for name, value in LINEAR.items()}
             log(
                 f"  merge into empty {shown['merge_empty_s']} s, unchanged {shown['merge_unchanged_s']} s, "
@@ -119,6 +122,7 @@ LINEAR = {
     "events_hgetall_s": lambda each: each["events_hgetall_s"],
     "half_open_read_s": lambda each: each["half_open_read"]["seconds"],
     "rss_peak_mib": lambda each: each["rss_peak_mib"],
+    "routine_rss_peak_mib": lambda each: each["routine_refresh"]["rss_peak_mib"],
     "month_mb": lambda each: each["answers"]["typical_month"]["bytes"] / 1e6,
     "everything_mb": lambda each: each["answers"]["everything"]["bytes"] / 1e6,
     "everything_gzip_mb": lambda each: each["answers"]["everything"]["gzip_bytes"] / 1e6,
@@ -150,7 +154,14 @@ def data_table(data: Mapping[str, Any]) -> str:
         row += [f"{outcome(each[name])} / {outcome(each[name + '_service'])}"
                 for name in ("merge_empty", "merge_unchanged", "whole_read")]  # fmt: skip
         row += [
-            LINEAR[name](each) for name in ("rss_peak_mib", "month_mb", "everything_mb", "everything_gzip_mb")
+            LINEAR[name](each)
+            for name in (
+                "rss_peak_mib",
+                "routine_rss_peak_mib",
+                "month_mb",
+                "everything_mb",
+                "everything_gzip_mb",
+            )
         ]
         row.append(LINEAR["miss_us"](each))
         rows.append(row)
@@ -162,29 +173,45 @@ def data_table(data: Mapping[str, Any]) -> str:
         row += [at[name] for name in ("merge_empty_s", "merge_unchanged_s", "whole_read_s")]
         row += [
             at[name]
-            for name in ("rss_peak_mib", "month_mb", "everything_mb", "everything_gzip_mb", "miss_us")
+            for name in (
+                "rss_peak_mib",
+                "routine_rss_peak_mib",
+                "month_mb",
+                "everything_mb",
+                "everything_gzip_mb",
+                "miss_us",
+            )
         ]
         rows.append(row)
     headers = [
         "events", "Redis used_memory MiB", "events hash MiB", "day blobs hash MiB", "day blobs MiB (copy)",
         "parse s", "merge into empty s (1 s timeout)", "unchanged merge s (1 s timeout)",
-        "whole read s (1 s timeout)", "merge peak RSS MiB", "typical month MB", "everything MB",
+        "whole read s (1 s timeout)", "fill peak RSS MiB", "unchanged merge peak RSS MiB", "typical month MB",
+        "everything MB",
         "everything gzip MB", "Redis us per miss, no copy",
     ]  # fmt: skip
     return markdown_table(headers, rows)
 
 
-def limits(data: Mapping[str, Any]) -> list[tuple[str, str, float | None]]:
+def limits(results: Mapping[str, Any]) -> list[tuple[str, str, float | None]]:
     """Where each limit is crossed, on the line through the two largest sizes measured."""
+    data = results["data"]
     if len(data["sizes"]) < 2:
         return []
     line = lines(data)
-    found = [
+    found = []
+    if results.get("pod"):
+        # The pod's limit holds its workers too: what full caches leave to the refreshing job server.
+        memory = results["pod"]["memory_loaded"]
+        room = POD_MEMORY_LIMIT_MIB - memory["pss_total"][0] + statistics.fmean(memory["job_server_rss"])
+        found.append(("a routine refresh's job server over the pod's room left", f"{room:.0f} MiB peak RSS",
+                      crossing(line["routine_rss_peak_mib"], room)))  # fmt: skip
+    found += [
         ("day copy over EVENTAPI_DAY_CACHE_BYTES", f"{SETTINGS.day_cache_bytes / MIB:.0f} MiB of day blobs",
          crossing(line["day_blobs_mib"], SETTINGS.day_cache_bytes / MIB)),
         ("Redis over the StatefulSet's memory limit", f"{REDIS_MEMORY_LIMIT_MIB} MiB used_memory",
          crossing(line["redis_mib"], REDIS_MEMORY_LIMIT_MIB)),
-        ("the merging process over the pod's memory limit", f"{POD_MEMORY_LIMIT_MIB} MiB peak RSS",
+        ("a first fill's merging process over the pod's limit", f"{POD_MEMORY_LIMIT_MIB} MiB peak RSS",
          crossing(line["rss_peak_mib"], POD_MEMORY_LIMIT_MIB)),
         ("every merge's HGETALL of the events hash over the socket timeout", "1 s (RedisStore's timeout)",
          crossing(line["events_hgetall_s"], 1.0)),
@@ -200,7 +227,7 @@ def limits(data: Mapping[str, Any]) -> list[tuple[str, str, float | None]]:
         refresh = {size: size / parse["stored_events_per_s"] + merge
                    for size, merge in line["merge_unchanged_s"].items()}  # fmt: skip
         found += [
-            ("feed over EVENTAPI_FEED_MAX_BYTES (20 zones a plan)", f"{SETTINGS.feed_max_bytes / MIB:.0f}MiB",
+            ("feed over EVENTAPI_FEED_MAX_BYTES (20 zones a plan)", f"{SETTINGS.feed_max_bytes // MIB} MiB",
              SETTINGS.feed_max_bytes / parse["feed_bytes_per_stored_event"]),
             ("parse alone over EVENTAPI_PROVIDER_TIMEOUT (it bounds fetch and parse)",
              f"{SETTINGS.provider_timeout:g} s", SETTINGS.provider_timeout * parse["stored_events_per_s"]),
@@ -210,8 +237,10 @@ def limits(data: Mapping[str, Any]) -> list[tuple[str, str, float | None]]:
     return found
 
 
-def limits_table(data: Mapping[str, Any]) -> str:
-    rows = [[what, budget, "-" if at is None else f"~{at:,.0f} events"] for what, budget, at in limits(data)]
+def limits_table(results: Mapping[str, Any]) -> str:
+    rows = [
+        [what, budget, "-" if at is None else f"~{at:,.0f} events"] for what, budget, at in limits(results)
+    ]
     return markdown_table(["limit", "budget", "crossed at"], rows)
 
 
@@ -399,7 +428,7 @@ def report(results: Mapping[str, Any]) -> str:
     sections = []
     if results.get("data"):
         data = results["data"]
-        sections += ["## Data scaling", data_table(data), "## Limits", limits_table(data)]
+        sections += ["## Data scaling", data_table(data), "## Limits", limits_table(results)]
         sections += ["## Parse", parse_table(data)]
     if results.get("bench_http"):
         sections += ["## Per worker (bench-http)", bench_http_table(results["bench_http"])]
@@ -409,15 +438,6 @@ def report(results: Mapping[str, Any]) -> str:
         if results.get("data"):
             sections += ["## Day-copy fan-out per changed refresh", fan_out_table(results)]
     return "\n\n".join(sections)
-
-
-def write_results(results: dict[str, Any], started: datetime) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"capacity-{started:%Y%m%dT%H%M%SZ}.json"
-    text = json.dumps(results, indent=2, default=str) + "\n"
-    path.write_text(text)
-    (RESULTS / "capacity-latest.json").write_text(text)
-    return path
 
 
 def sizes_option(raw: str) -> list[int]:
@@ -464,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["pod"] = measure_pod(Path(run_dir), options.duration, options.rounds)
         results["bench_http"] = bench_http_summaries()
         results["finished_at"] = datetime.now(UTC).isoformat()
-        path = write_results(results, started)
+        path = write_results(results, started, "capacity")
         print(report(results))
         print(f"\nresults: {path.relative_to(REPO_ROOT)} and bench/results/capacity-latest.json")
         return 0

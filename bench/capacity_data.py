@@ -7,7 +7,9 @@ store, 1 s socket timeout, and again with a long one to time the work when the s
 whole-generation read a day copy loads, answer sizes (a month, the popular range, a year, everything)
 with gzip, and the per-miss read from Redis when the day copy does not fit.
 
-    .venv/bin/python -m bench.capacity_data --size 10000 --redis-url redis://127.0.0.1:6379/0
+    .venv/bin/python -m bench.capacity_data --size 10000 --redis-url redis://HOST:PORT/0
+    .venv/bin/python -m bench.capacity_data --size 10000 --redis-url redis://HOST:PORT/0 --routine-refresh
+    .venv/bin/python -m bench.capacity_data --parse-plans 11364
 """
 
 from __future__ import annotations
@@ -280,6 +282,21 @@ async def reads(service: RedisStore, patient: RedisStore, client: redis.Redis) -
     return figures
 
 
+async def routine_refresh_peak(count: int, redis_url: str) -> dict[str, Any]:
+    """Peak RSS of an unchanged merge alone (most refreshes), on the store `measure_size` left filled."""
+    events = build_events(count)
+    figures: dict[str, Any] = {"rss_after_build_mib": peak_rss_mib()}
+    patient = RedisStore(redis_url, timeout=LONG_TIMEOUT)
+    await patient.open()
+    try:
+        outcome = await patient.merge(events)
+    finally:
+        await patient.close()
+    if outcome.changed or outcome.served != count:
+        raise RuntimeError(f"expected an unchanged store of {count} events, merged {outcome}")
+    return figures | {"rss_peak_mib": peak_rss_mib()}
+
+
 async def measure_size(count: int, redis_url: str) -> dict[str, Any]:
     """Every figure of one data set size, in a Redis the caller gives (flushed first)."""
     client = redis.Redis.from_url(redis_url)
@@ -308,10 +325,15 @@ def main(argv: list[str] | None = None) -> int:
         "--parse-plans", type=int, help="instead: parse time of a generated feed of this many plans"
     )
     parser.add_argument("--zones", type=int, default=20, help="zones per generated plan (default 20)")
+    parser.add_argument(
+        "--routine-refresh", action="store_true", help="after --size: the unchanged merge's peak RSS alone"
+    )
     options = parser.parse_args(argv)
     if options.parse_plans:
         result = measure_parse(options.parse_plans, options.zones)
         result["json_retention"] = json_retention(build_events(10_000))
+    elif options.size and options.redis_url and options.routine_refresh:
+        result = asyncio.run(routine_refresh_peak(options.size, options.redis_url))
     elif options.size and options.redis_url:
         result = asyncio.run(measure_size(options.size, options.redis_url))
     else:

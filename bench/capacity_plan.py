@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 MIB = 1024 * 1024
 
@@ -87,8 +88,12 @@ def extrapolate(points: Mapping[int, float], size: int) -> float:
 
 
 def crossing(points: Mapping[int, float], budget: float) -> float | None:
-    """The size at which the line through the two largest measured sizes reaches `budget`; None if flat."""
-    (low, low_value), (high, high_value) = sorted(points.items())[-2:]
+    """The size at which a figure reaches `budget`: interpolated between the two measured sizes around it,
+    else on the line through the two largest; None if the figure does not grow."""
+    ordered = sorted(points.items())
+    pairs = list(pairwise(ordered))
+    bracket = [pair for pair in pairs if pair[0][1] <= budget <= pair[1][1]]
+    (low, low_value), (high, high_value) = bracket[0] if bracket else pairs[-1]
     if high_value == low_value:
         return None
     return high + (budget - high_value) * (high - low) / (high_value - low_value)

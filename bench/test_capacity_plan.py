@@ -65,6 +65,12 @@ def test_extrapolation_follows_the_line_through_the_two_largest_sizes() -> None:
     assert crossing(points, 1_000.0) == pytest.approx(10_000_000)
 
 
+def test_a_budget_between_two_measured_sizes_is_interpolated_between_them() -> None:
+    """A limit crossed below the largest sizes is placed by the sizes around it, not by a far-off slope."""
+    points = {10_000: 100.0, 100_000: 200.0, 1_000_000: 5_000.0}
+    assert crossing(points, 150.0) == pytest.approx(55_000)
+
+
 def test_a_flat_figure_never_crosses_a_limit() -> None:
     """A cost that does not grow with the data set has no crossing point."""
     assert crossing({1: 5.0, 2: 5.0}, 10.0) is None
