@@ -266,7 +266,7 @@ def load_rows(pod: Mapping[str, Any]) -> list[list[object]]:
     return [
         [name, each["requests_per_s"], each["service_cores"], each["requests_per_service_core"],
          ", ".join(f"{rate:,.0f}" for rate in each["requests_per_service_core_each"]), each["p50_ms"],
-         each["p99_ms"], each["bytes_per_answer"], each["redis_scripts_per_search"],
+         each["p99_ms"], each["bytes_per_answer"], each["lru_hit_ratio"], each["redis_scripts_per_search"],
          each["redis_commands_per_search"], each["redis_cpu_us_per_search"], each["connected_clients"],
          each["other_cores"], each["errors"]]
         for name, each in loads.items()
@@ -275,9 +275,9 @@ def load_rows(pod: Mapping[str, Any]) -> list[list[object]]:
 
 def service_tables(pod: Mapping[str, Any]) -> str:
     headers = ["wrk -t2 -c64, 2 workers", "req/s", "service cores", "req/s per service core",
-               "per core, each round", "p50 ms", "p99 ms", "B/answer", "Lua reads per search",
-               "Redis commands per search", "Redis us CPU per search", "Redis clients", "other cores",
-               "errors"]  # fmt: skip
+               "per core, each round", "p50 ms", "p99 ms", "B/answer", "LRU hit ratio",
+               "Lua reads per search", "Redis commands per search", "Redis us CPU per search",
+               "Redis clients", "other cores", "errors"]  # fmt: skip
     idle = pod["idle"]
     idle_rows = [[name, rate, rate / pod["workers"]] for name, rate in idle["by_command_per_s"].items()]
     idle_rows.append(["all", idle["commands_per_s"], idle["commands_per_s"] / pod["workers"]])

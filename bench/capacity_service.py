@@ -130,6 +130,7 @@ def loaded(
     after, elapsed = service_counts(endpoint.base_url), time.monotonic() - started
     counts = redis_counts(client)
     searches = after.get("searches", 0.0) - before.get("searches", 0.0)
+    hits = after.get("lru_hit", 0.0) - before.get("lru_hit", 0.0)
     per_search = max(0.0, counts["commands"] - idle_rate * elapsed) / searches
     cores = measured.cpu_cores
     figures = {
@@ -143,8 +144,7 @@ def loaded(
         "wrk_cores": cores.get("wrk", 0.0),
         "other_cores": cores.get("other", 0.0),
         "requests_per_service_core": measured.requests_per_s / cores["server"],
-        "lru_hit_ratio": after.get("lru_hit", 0)
-        / max(1.0, after.get("lru_hit", 0) + after.get("lru_miss", 0)),
+        "lru_hit_ratio": hits / max(1.0, hits + after.get("lru_miss", 0) - before.get("lru_miss", 0)),
         "redis_commands_per_search": per_search,
         "redis_scripts_per_search": counts["by_command"].get("evalsha", 0) / searches,
         "redis_cpu_us_per_search": 1e6 * cores.get("redis", 0.0) / measured.requests_per_s,
