@@ -130,6 +130,12 @@ LINEAR = {
 }
 
 
+# The data table's columns after the merges, measured or extrapolated alike.
+LATER_COLUMNS = (
+    "rss_peak_mib", "routine_rss_peak_mib", "month_mb", "everything_mb", "everything_gzip_mb", "miss_us",
+)  # fmt: skip
+
+
 def lines(data: Mapping[str, Any]) -> dict[str, dict[int, float]]:
     """Each linear figure by size."""
     sizes = {int(size): figures for size, figures in data["sizes"].items()}
@@ -153,17 +159,7 @@ def data_table(data: Mapping[str, Any]) -> str:
         row.append("-" if parse_rate is None else size / parse_rate)
         row += [f"{outcome(each[name])} / {outcome(each[name + '_service'])}"
                 for name in ("merge_empty", "merge_unchanged", "whole_read")]  # fmt: skip
-        row += [
-            LINEAR[name](each)
-            for name in (
-                "rss_peak_mib",
-                "routine_rss_peak_mib",
-                "month_mb",
-                "everything_mb",
-                "everything_gzip_mb",
-            )
-        ]
-        row.append(LINEAR["miss_us"](each))
+        row += [LINEAR[name](each) for name in LATER_COLUMNS]
         rows.append(row)
     if len(data["sizes"]) >= 2:
         at = {name: extrapolate(points, EXTRAPOLATED) for name, points in lines(data).items()}
@@ -171,17 +167,7 @@ def data_table(data: Mapping[str, Any]) -> str:
         row += [at[name] for name in ("redis_mib", "events_hash_mib", "day_blobs_hash_mib", "day_blobs_mib")]
         row.append("-" if parse_rate is None else EXTRAPOLATED / parse_rate)
         row += [at[name] for name in ("merge_empty_s", "merge_unchanged_s", "whole_read_s")]
-        row += [
-            at[name]
-            for name in (
-                "rss_peak_mib",
-                "routine_rss_peak_mib",
-                "month_mb",
-                "everything_mb",
-                "everything_gzip_mb",
-                "miss_us",
-            )
-        ]
+        row += [at[name] for name in LATER_COLUMNS]
         rows.append(row)
     headers = [
         "events", "Redis used_memory MiB", "events hash MiB", "day blobs hash MiB", "day blobs MiB (copy)",
