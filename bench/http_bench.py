@@ -676,12 +676,13 @@ def service_log_findings(logs: Sequence[Path]) -> list[str]:
     return [line for line in lines if re.search(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback", line)]
 
 
-def write_results(results: dict[str, Any], started: datetime) -> Path:
+def write_results(results: dict[str, Any], started: datetime, kind: str = "http") -> Path:
+    """bench/results/<kind>-<UTC time>.json, copied to <kind>-latest.json; the first one's path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"http-{started:%Y%m%dT%H%M%SZ}.json"
+    path = RESULTS / f"{kind}-{started:%Y%m%dT%H%M%SZ}.json"
     text = json.dumps(results, indent=2, default=str) + "\n"
     path.write_text(text)
-    (RESULTS / "http-latest.json").write_text(text)
+    (RESULTS / f"{kind}-latest.json").write_text(text)
     return path
 
 

@@ -1,22 +1,33 @@
-"""Command line: `eventapi serve | refresh | sim | demo | healthcheck` (also `python -m eventapi ...`)."""
+"""Command line: `eventapi serve | refresh | sim | demo | healthcheck | export | import` (or python -m)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import resource
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from eventapi.errors import SettingsError
+from eventapi import history_file
+from eventapi.errors import SettingsError, StoreUnavailable
+from eventapi.files import write_atomically
 from eventapi.observability.logs import configure_logging, granian_log_config
 from eventapi.observability.metrics import metrics_directory
-from eventapi.refresh.loop import Outcome
+from eventapi.refresh.loop import Outcome, iso_utc
 from eventapi.settings import Settings
-from eventapi.wiring import refresh_now, serve_refresh_jobs
+from eventapi.wiring import (
+    build_history_store,
+    read_history,
+    refresh_now,
+    restore_history,
+    serve_refresh_jobs,
+)
 
 APP_FACTORY = "eventapi.wiring:create_app"
 # On SIGTERM each worker gets this long to finish its requests and shut down, then is killed; an
@@ -127,26 +138,103 @@ def demo(settings: Settings) -> int:
         return serve(settings)
 
 
+def export(settings: Settings, output: str | None) -> int:
+    """Write every stored event to a history file (stdout without --output); exit 1 when that failed."""
+    store = build_history_store(settings, exporting=True)
+    try:
+        version, events = asyncio.run(read_history(store))
+        lines = history_file.encode(history_file.Header(version, iso_utc(time.time()), len(events)), events)
+        if output is None:
+            sys.stdout.buffer.writelines(lines)
+            sys.stdout.buffer.flush()
+        else:
+            write_atomically(Path(output), lines)  # a failed export never leaves half a backup
+    except (StoreUnavailable, OSError) as exc:
+        print(f"eventapi export: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"export: {len(events)} events of generation {version.generation} (epoch {version.epoch or '-'}) "
+        f"to {output or 'stdout'}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def import_(settings: Settings, source: str, *, replace: bool) -> int:
+    """Restore a history file whole, or nothing of it when a line is bad; exit 1 when nothing was written."""
+    store = build_history_store(settings, exporting=False)  # settings naming no usable store: before the file
+    try:
+        with contextlib.nullcontext(sys.stdin.buffer) if source == "-" else open(source, "rb") as lines:
+            backup = history_file.decode(lines)
+        outcome = asyncio.run(restore_history(store, backup.events, replace=replace))
+    except history_file.HistoryFileError as exc:
+        print(f"eventapi import: {source}: {exc}; nothing written", file=sys.stderr)
+        return 1
+    except (StoreUnavailable, OSError) as exc:
+        print(f"eventapi import: {exc}; nothing written", file=sys.stderr)
+        return 1
+    print(
+        f"import: {outcome.changed} of {len(backup.events)} events written "
+        f"({'the file wins' if replace else 'the store keeps the events it has'}); the store serves "
+        f"{outcome.served} events at generation {outcome.generation}"
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventapi", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="serve the API under Granian")
+    refresh_command = commands.add_parser("refresh", help="one fetch-and-store cycle (exit 1 when it failed)")
+    # A serving worker's refresh job server (eventapi/refresh/job_server.py), not for operators.
+    refresh_command.add_argument("--job-server", action="store_true", help=argparse.SUPPRESS)
+    commands.add_parser("sim", help="the provider simulator (`eventapi sim --help`)")
+    commands.add_parser("demo", help="the simulator and the service wired together")
+    commands.add_parser("healthcheck", help="exit 0 when GET /healthz on this host answers 200")
+    store_note = (
+        "The store is Redis when EVENTAPI_REDIS_URL is set, else the embedded store's snapshot file "
+        "EVENTAPI_SNAPSHOT_PATH (required then)."
+    )
+    export_command = commands.add_parser(
+        "export", help="write every stored event to a history file (JSON lines)",
+        description="Write every stored event, with a header naming the store's generation, as JSON lines. "
+        + store_note,
+    )  # fmt: skip
+    export_command.add_argument("--output", "-o", metavar="FILE", help="write here (atomically), not stdout")
+    import_command = commands.add_parser(
+        "import", help="restore a history file into the store, whole or not at all",
+        description="Restore a history file written by `eventapi export` in one write: a bad line refuses "
+        "the whole file. Adds the events the store lacks and keeps the ones it has. " + store_note
+        + " Stop a service on the embedded store first: it would write over the file at its next change.",
+    )  # fmt: skip
+    import_command.add_argument("file", metavar="FILE", help="the history file, or - for stdin")
+    import_command.add_argument(
+        "--replace", action="store_true", help="the file's values win over the ones the store has"
+    )
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="eventapi", description=__doc__)
-    parser.add_argument("command", choices=["serve", "refresh", "sim", "demo", "healthcheck"])
-    # A serving worker's refresh job server (eventapi/refresh/job_server.py), not for operators.
-    parser.add_argument("--job-server", action="store_true", help=argparse.SUPPRESS)
     if args[:1] == ["sim"]:
         from eventapi.sim import main as sim_main
 
         return sim_main(args[1:])
-    arguments = parser.parse_args(args)
+    arguments = _parser().parse_args(args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"eventapi: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    if arguments.command == "refresh":
-        return serve_refresh_jobs(settings) if arguments.job_server else refresh(settings)
-    runners: dict[str, Callable[[Settings], int]] = {"serve": serve, "demo": demo, "healthcheck": healthcheck}
+    runners: dict[str, Callable[[Settings], int]] = {
+        "serve": serve,
+        "refresh": serve_refresh_jobs if getattr(arguments, "job_server", False) else refresh,
+        "demo": demo,
+        "healthcheck": healthcheck,
+        "export": lambda settings: export(settings, arguments.output),
+        "import": lambda settings: import_(settings, arguments.file, replace=arguments.replace),
+    }
     try:
         return runners[arguments.command](settings)
     except SettingsError as exc:  # a setting found unusable only when used (EVENTAPI_METRICS_DIR)

@@ -38,6 +38,10 @@ class StoreUnavailable(PublicError):
     code = "unavailable"
 
 
+class LayoutRefused(StoreUnavailable):
+    """The store holds a layout this version cannot read: it neither serves nor writes it."""
+
+
 class SettingsError(Exception):
     """An environment variable holds a value eventapi cannot use; the message names it."""
 

@@ -1,4 +1,5 @@
-"""The history rule: a feed folds into the stored events; kept once seen online, latest values win."""
+"""The history rules: a feed folds into the stored events (kept once seen online, latest values win);
+a backup restores into them (missing events added; the backup's values win only when asked)."""
 
 from __future__ import annotations
 
@@ -40,13 +41,18 @@ class FeedMerge:
                 changed[event.id] = candidate
 
     def changes(self) -> Changes:
-        days = set()
-        for event_id, changed_event in self._changed.items():
-            days.add(changed_event.day)
-            previous = self._stored.get(event_id)
-            if previous is not None:
-                days.add(previous.day)
-        return Changes(self._changed, frozenset(days))
+        return _changes(self._stored, self._changed)
+
+
+def _changes(stored: Mapping[str, StoredEvent], changed: dict[str, StoredEvent]) -> Changes:
+    """The changed events with the days they leave and the days they land on."""
+    days = set()
+    for event_id, changed_event in changed.items():
+        days.add(changed_event.day)
+        previous = stored.get(event_id)
+        if previous is not None:
+            days.add(previous.day)
+    return Changes(changed, frozenset(days))
 
 
 def merge(stored: Mapping[str, StoredEvent], feed: Iterable[Event]) -> Changes:
@@ -54,3 +60,18 @@ def merge(stored: Mapping[str, StoredEvent], feed: Iterable[Event]) -> Changes:
     feed_merge = FeedMerge(stored)
     feed_merge.add(feed)
     return feed_merge.changes()
+
+
+def restore(stored: Mapping[str, StoredEvent], backup: Iterable[StoredEvent], *, replace: bool) -> Changes:
+    """The events of a backup the store lacks; with `replace`, also those whose stored values differ.
+
+    Events the store holds and the backup lacks stay: a restore adds to history, it never deletes.
+    """
+    changed: dict[str, StoredEvent] = {}
+    for event in backup:
+        previous = stored.get(event.id)
+        if previous is None or (replace and previous.json != event.json):
+            changed[event.id] = event
+        else:
+            changed.pop(event.id, None)  # an earlier duplicate in this backup is superseded
+    return _changes(stored, changed)

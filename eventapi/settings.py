@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from eventapi.errors import SettingsError
-from eventapi.store.redis_url import EXPECTED as REDIS_URL_FORMS
-from eventapi.store.redis_url import parse_redis_url, redacted
+from eventapi.redis_url import EXPECTED as REDIS_URL_FORMS
+from eventapi.redis_url import parse_redis_url, redacted
 
 DEFAULT_PROVIDER_URL = "https://provider.code-challenge.feverup.com/api/events"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from eventapi import gc_policy
 from eventapi.background import BackgroundTasks
+from eventapi.errors import SettingsError, StoreUnavailable
+from eventapi.events import StoredEvent
 from eventapi.http.app import EventApi, Observer
 from eventapi.http.asgi import Scope
 from eventapi.http.day_copy import DayCache
@@ -33,7 +35,7 @@ from eventapi.refresh.loop import Outcome, Refresher, iso_utc
 from eventapi.refresh.provider import ProviderFeed, RetryPolicy
 from eventapi.refresh.work import InProcessJob, RefreshJob
 from eventapi.settings import Settings
-from eventapi.store import Store
+from eventapi.store import MergeOutcome, Store, Version
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("eventapi.access")
@@ -41,6 +43,8 @@ access = logging.getLogger("eventapi.access")
 # Each publish reads the fleet's refresh status first: one small GET a second per worker.
 PUBLISH_SECONDS = 1.0
 RETRY_POLICY = RetryPolicy()
+# An export reads the version, the events, the version again; a merge in between makes it read again.
+HISTORY_READ_ATTEMPTS = 5
 
 
 def build_store(settings: Settings) -> Store:
@@ -199,15 +203,57 @@ def create_app(settings: Settings | None = None) -> EventApi:
 
 
 @contextlib.asynccontextmanager
+async def opened_store(store: Store) -> AsyncIterator[Store]:
+    """The store, opened for a one-off command and closed after it."""
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
 async def opened_refresh(settings: Settings) -> AsyncIterator[tuple[Store, InProcessJob]]:
     """An opened store and a job that refreshes it here (for `eventapi refresh` and the job server)."""
-    store = build_store(settings)
-    job = InProcessJob(build_feed(settings), store)
-    async with contextlib.AsyncExitStack() as resources:
-        await store.open()
-        resources.push_async_callback(store.close)
-        resources.push_async_callback(job.close)
-        yield store, job
+    async with opened_store(build_store(settings)) as store:
+        job = InProcessJob(build_feed(settings), store)
+        try:
+            yield store, job
+        finally:
+            await job.close()
+
+
+def build_history_store(settings: Settings, *, exporting: bool) -> Store:
+    """The store `eventapi export` and `import` work on: Redis's primary, or the embedded store's snapshot."""
+    if settings.redis_url:
+        # Never a replica: its generation could lag the primary's events read beside it.
+        return build_store(dataclasses.replace(settings, redis_replica_url=None))
+    if not settings.snapshot_path:
+        raise SettingsError(
+            "the embedded store keeps its history only in its snapshot file: "
+            "set EVENTAPI_SNAPSHOT_PATH to that file (or EVENTAPI_REDIS_URL to use Redis)"
+        )
+    path = settings.snapshot_path
+    if exporting and not Path(path).is_file():
+        raise SettingsError(f"EVENTAPI_SNAPSHOT_PATH={path!r}: no such file, nothing to export")
+    return build_store(settings)
+
+
+async def read_history(store: Store) -> tuple[Version, list[StoredEvent]]:
+    """Every stored event, and the version they are of (`eventapi export`)."""
+    async with opened_store(store):
+        for _ in range(HISTORY_READ_ATTEMPTS):
+            before = await store.version()
+            events = await store.stored_events()
+            if await store.version() == before:  # no merge landed in between: the events are `before`'s
+                return before, events
+    raise StoreUnavailable(f"the store changed during each of {HISTORY_READ_ATTEMPTS} reads: try again")
+
+
+async def restore_history(store: Store, events: list[StoredEvent], *, replace: bool) -> MergeOutcome:
+    """Restore a backup's events into the store, in one write (`eventapi import`)."""
+    async with opened_store(store):
+        return await store.restore(events, replace=replace)
 
 
 async def refresh_now(settings: Settings) -> Outcome:

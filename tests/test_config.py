@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from eventapi.errors import SettingsError
+from eventapi.redis_url import SentinelUrl, parse_redis_url
 from eventapi.settings import DEFAULT_PROVIDER_URL, Settings
-from eventapi.store.redis_url import SentinelUrl, parse_redis_url
 
 
 def test_empty_environment_gives_the_documented_defaults() -> None:

@@ -197,3 +197,40 @@ def test_redis_store_merges_are_idempotent_and_latest_wins(redis_url: str) -> No
         run_with_store(redis_url, lambda store: check_day_blobs_match_a_rebuild(store, feeds))
 
     check()
+
+
+async def check_restore(
+    store: Store, feeds: list[list[Event]], backup_feeds: list[list[Event]], replace: bool
+) -> None:
+    for feed in feeds:
+        await store.merge(feed)
+    held, backup = expected_served(feeds), expected_served(backup_feeds)
+    expected = held | backup if replace else backup | held  # the right-hand side wins
+    outcome = await store.restore(backup.values(), replace=replace)
+    assert outcome.changed == sum(1 for event_id, event in expected.items() if held.get(event_id) != event)
+    assert {event.id: event for event in await store.stored_events()} == expected
+    day_read = await store.read_days(None, None)
+    assert dict(zip(day_read.days, day_read.day_blobs, strict=True)) == rebuild_days(expected.values())
+    again = await store.restore(backup.values(), replace=replace)
+    assert again.changed == 0 and again.version == outcome.version == await store.version()
+
+
+@PROPERTY
+@given(FEEDS, FEEDS, st.booleans())
+def test_restore_adds_what_is_missing_or_lets_the_backup_win_and_is_idempotent(
+    feeds: list[list[Event]], backup_feeds: list[list[Event]], replace: bool
+) -> None:
+    """After an import: the store's events plus the backup's missing ones (or the backup's values), blobs
+    equal to a rebuild, and the same import again changes nothing."""
+    run_with_store(None, lambda store: check_restore(store, feeds, backup_feeds, replace))
+
+
+def test_redis_store_restores_like_the_model(redis_url: str) -> None:
+    """On Redis too: an import keeps or replaces as asked, blobs match a rebuild, a repeat is a no-op."""
+
+    @REDIS_PROPERTY
+    @given(FEEDS, FEEDS, st.booleans())
+    def check(feeds: list[list[Event]], backup_feeds: list[list[Event]], replace: bool) -> None:
+        run_with_store(redis_url, lambda store: check_restore(store, feeds, backup_feeds, replace))
+
+    check()

@@ -7,32 +7,13 @@ from pathlib import Path
 import pytest
 
 from eventapi.sim import Fault, SimServer
+from tests.support.sample_service import LATEST, SAMPLE_RANGE, latest_values, serve_the_three_samples
 from tests.support.service_process import ServiceProcess, run_command
-
-SAMPLE_RANGE = "/search?starts_at=2021-02-01&ends_at=2022-07-03"
-LATEST = {  # title: (end_time, min_price, max_price) after the third sample answer
-    "Camela en concierto": ("21:30:00", 20.0, 30.0),
-    "Pantomima Full": ("21:30:00", 55.0, 55.0),
-    "Los Morancos": ("21:00:00", 65.0, 65.0),
-}
-
-
-def latest_values(service: ServiceProcess) -> dict[str, tuple[object, ...]]:
-    status, body = service.get(SAMPLE_RANGE)
-    assert status == 200
-    return {e["title"]: (e["end_time"], e["min_price"], e["max_price"]) for e in body["data"]["events"]}
-
-
-def serve_the_three_samples(service: ServiceProcess, sim: SimServer, sample_feed: object) -> None:
-    """Let the service take answers 1, 2 and 3, then keep answering 3 so the end state is fixed."""
-    service.wait_until(lambda: sim.stats()["served"] >= 3, "the provider served its three answers")
-    sim.set_feeds([sample_feed("response_3_planlist.xml")])  # type: ignore[operator]
-    service.wait_until(lambda: latest_values(service) == LATEST, "the third answer's values are served")
 
 
 @pytest.mark.parametrize("store", ["redis", "embedded"])
 def test_history_and_ids_survive_a_restart(
-    store: str, sim: SimServer, sample_feed: object, tmp_path: Path, redis_url: str, redis_prefix: str
+    store: str, sim: SimServer, tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
     """322 left the feed but stays; 444 never shows; a restarted service serves the same ids and values."""
     settings = {"EVENTAPI_PROVIDER_URL": sim.url, "EVENTAPI_REFRESH_INTERVAL": "0.2"}
@@ -41,7 +22,7 @@ def test_history_and_ids_survive_a_restart(
     else:
         settings |= {"EVENTAPI_SNAPSHOT_PATH": str(tmp_path / "events.json")}
     with ServiceProcess(settings, tmp_path / "service.log") as service:
-        serve_the_three_samples(service, sim, sample_feed)
+        serve_the_three_samples(service, sim)
         _, before = service.get(SAMPLE_RANGE)
     sim.set_fault(Fault("status", status=503))  # the provider is down for the restarted service
     with ServiceProcess(settings, tmp_path / "service.log") as restarted:
@@ -51,7 +32,7 @@ def test_history_and_ids_survive_a_restart(
 
 
 def test_two_workers_serve_the_same_answers(
-    sim: SimServer, sample_feed: object, tmp_path: Path, redis_url: str, redis_prefix: str
+    sim: SimServer, tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
     """With EVENTAPI_WORKERS=2 on one Redis, every worker answers with the fleet's data."""
     settings = {
@@ -62,7 +43,7 @@ def test_two_workers_serve_the_same_answers(
         "EVENTAPI_REDIS_PREFIX": redis_prefix,
     }
     with ServiceProcess(settings, tmp_path / "service.log") as service:
-        serve_the_three_samples(service, sim, sample_feed)
+        serve_the_three_samples(service, sim)
         # The other worker learns of the last refresh within its 250 ms generation poll.
         service.wait_until(
             lambda: len({str(service.get(SAMPLE_RANGE)[1]) for _ in range(20)}) == 1, "every worker agrees"

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from eventapi.events import Event, day_of, event_id
+from eventapi.days import rebuild_days
+from eventapi.events import Event, StoredEvent, day_of, event_id
 from eventapi.http.search import assemble
 from eventapi.query import TimeRange
 from eventapi.store import Store
@@ -154,3 +155,59 @@ async def test_last_refresh_is_shared_state(store: Store) -> None:
     assert await store.last_refresh() is None
     await store.mark_refresh(1234.5)
     assert await store.last_refresh() == 1234.5
+
+
+def stored(*events: Event) -> list[StoredEvent]:
+    return [StoredEvent.from_event(e) for e in events]
+
+
+async def test_restore_into_an_empty_store_serves_the_backup_with_rebuilt_days(store: Store) -> None:
+    """A backup restored into a new store serves its events from day blobs equal to a rebuild."""
+    backup = stored(
+        event("a"), event("b", JULY_1 + timedelta(days=3)), event("c", JULY_1 + timedelta(days=3))
+    )
+    outcome = await store.restore(backup, replace=False)
+    assert (outcome.changed, outcome.served, outcome.generation) == (3, 3, 1)
+    read = await store.read_days(None, None)
+    assert read.version == outcome.version == await store.version() and read.version.epoch
+    assert read.day_blobs == [blob for _, blob in sorted(rebuild_days(backup).items())]
+    assert sorted(e.json for e in await store.stored_events()) == sorted(e.json for e in backup)
+
+
+async def test_restore_keeps_the_stored_values_and_adds_the_missing_events(store: Store) -> None:
+    """By default the store is taken to be at least as fresh as a backup: only absent events go in."""
+    await store.merge([event("a", title="newer")])
+    outcome = await store.restore(stored(event("a", title="older"), event("b")), replace=False)
+    assert (outcome.changed, outcome.generation) == (1, 2)
+    assert sorted(e["title"] for e in await served(store)) == ["T", "newer"]
+
+
+async def test_restore_with_replace_makes_the_backup_win_and_moves_days(store: Store) -> None:
+    """With replace the backup's values win, an event whose day changed leaves its old day's blob."""
+    await store.merge([event("a", title="newer"), event("b")])
+    moved = event("a", JULY_1 + timedelta(days=10), title="older")
+    outcome = await store.restore(stored(moved, event("b")), replace=True)
+    assert (outcome.changed, outcome.served) == (1, 2)
+    assert [(e["title"], e["start_date"]) for e in await served(store)] == [
+        ("T", "2021-07-01"),
+        ("older", "2021-07-11"),
+    ]
+    read = await store.read_days(None, None)
+    assert read.day_blobs == [blob for _, blob in sorted(rebuild_days(await store.stored_events()).items())]
+
+
+async def test_restoring_the_same_backup_twice_changes_nothing_the_second_time(store: Store) -> None:
+    """Import is idempotent: the second time the version stays, so no cache lets go of its answers."""
+    backup = stored(event("a"), event("b"))
+    for replace in (False, True):
+        first = await store.restore(backup, replace=replace)
+        again = await store.restore(backup, replace=replace)
+        assert again.changed == 0 and again.version == first.version == await store.version()
+    assert first.generation == 1
+
+
+async def test_restore_keeps_events_the_backup_lacks(store: Store) -> None:
+    """A restore adds to history and never deletes, even with replace."""
+    await store.merge([event("a"), event("b")])
+    await store.restore(stored(event("b", title="from the backup")), replace=True)
+    assert sorted(e["title"] for e in await served(store)) == ["T", "from the backup"]

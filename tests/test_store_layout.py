@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
+from eventapi.errors import LayoutRefused
 from eventapi.events import Event, event_id
 from eventapi.http.search import assemble
 from eventapi.query import TimeRange
 from eventapi.refresh.loop import Outcome
 from eventapi.settings import Settings
-from eventapi.store.layout import LayoutRefused
 from eventapi.store.memory import MemoryStore
 from eventapi.store.redis import RedisStore
 from tests.support.asgi_client import call

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from eventapi.days import rebuild_days
-from eventapi.events import Event, event_id
+from eventapi.events import Event, StoredEvent, event_id
 from eventapi.http.search import assemble
 from eventapi.query import TimeRange
 from eventapi.store.memory import MemoryStore
@@ -99,3 +99,37 @@ async def test_redis_keys_share_one_cluster_hash_tag(redis_url: str, redis_prefi
     """Every key carries {prefix}, so a merge or a read touches a single Redis Cluster slot."""
     store = RedisStore(redis_url, redis_prefix)
     assert all(key.startswith("{" + redis_prefix + "}:") for key in store.keys.values())
+
+
+async def test_restore_is_saved_in_the_snapshot_and_a_no_op_restore_is_not(tmp_path: Path) -> None:
+    """An import into the embedded store lands in its file in one write; one that changes nothing, never."""
+    path = tmp_path / "events.json"
+    backup = [StoredEvent.from_event(event("a")), StoredEvent.from_event(event("b", 2))]
+    outcome = await MemoryStore(str(path)).restore(backup, replace=False)
+    written = path.stat().st_mtime_ns
+    restarted = MemoryStore(str(path))
+    assert await restarted.version() == outcome.version
+    assert (await restarted.restore(backup, replace=True)).changed == 0
+    assert path.stat().st_mtime_ns == written and sorted(p.name for p in tmp_path.iterdir()) == [
+        "events.json"
+    ]
+
+
+async def test_restore_racing_a_merge_on_redis_loses_neither(redis_url: str, redis_prefix: str) -> None:
+    """A restore is an optimistic transaction like a merge: run together, both land, blobs stay consistent."""
+    stores = [RedisStore(redis_url, redis_prefix) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    try:
+        backup = [StoredEvent.from_event(event(f"backup-{k}", day=k % 5)) for k in range(50)]
+        await asyncio.gather(
+            stores[0].merge([event(f"feed-{k}", day=k % 5) for k in range(50)]),
+            stores[1].restore(backup, replace=False),
+        )
+        events = await stores[0].stored_events()
+        assert len(events) == 100 and await stores[0].generation() == 2
+        read = await stores[0].read_days(None, None)
+        assert read.day_blobs == [blob for _, blob in sorted(rebuild_days(events).items())]
+    finally:
+        for store in stores:
+            await store.close()

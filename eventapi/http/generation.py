@@ -7,9 +7,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from eventapi.errors import StoreUnavailable
+from eventapi.errors import LayoutRefused, StoreUnavailable
 from eventapi.store import Store, Version
-from eventapi.store.layout import LayoutRefused
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,13 @@ from typing import Any, Protocol
 import orjson
 
 from eventapi.background import BackgroundTasks
-from eventapi.errors import StoreUnavailable
+from eventapi.errors import LayoutRefused, StoreUnavailable
 from eventapi.http.asgi import Scope
 from eventapi.http.day_copy import DayCache
 from eventapi.http.generation import GenerationWatcher
 from eventapi.http.response_cache import LruCache
 from eventapi.http.responses import Response, response
 from eventapi.store import Store
-from eventapi.store.layout import LayoutRefused
 
 _NO_STORE = ((b"cache-control", b"no-store"),)
 _ALIVE = response(200, b'{"status":"ok"}', _NO_STORE)

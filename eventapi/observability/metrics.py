@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,17 +31,13 @@ from eventapi.errors import SettingsError
 from eventapi.observability.fleet import FleetRefresh
 from eventapi.observability.process import ProcessFigures, process_figures
 from eventapi.plans import SKIP_KINDS
-from eventapi.refresh.loop import Outcome, RefreshStatus
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 REFRESH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-# The outcomes of a refresh that ran (fetched, or tried to): its figures are counted once each.
-_COMPLETED = (Outcome.REFRESHED.value, Outcome.UNCHANGED.value, Outcome.FAILED.value)
 # Labels exported even at 0, so rate() and increase() see a counter from its start.
-_OUTCOMES = tuple(outcome.value for outcome in Outcome)
 _LRU_RESULTS = ("hit", "miss", "eviction")
 _SNAPSHOTS = "worker-*.json"
 _BEING_WRITTEN = ".worker-*.json.tmp"
@@ -62,6 +58,31 @@ class RequestTally:
             buckets = self.buckets[route] = [0] * (len(LATENCY_BUCKETS) + 1)
         buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.seconds[route] = self.seconds.get(route, 0.0) + seconds
+
+
+class RefreshFigures(Protocol):
+    """A worker's record of its refreshes (refresh/loop.py's RefreshStatus)."""
+
+    @property
+    def outcomes(self) -> Sequence[str]:
+        """Every outcome a refresh cycle can end in."""
+
+    @property
+    def runs(self) -> Mapping[str, int]:
+        """Refresh cycles by outcome (an outcome not yet seen may be missing)."""
+
+    @property
+    def completed(self) -> int:
+        """Refreshes that ran (fetched, or tried to): their figures are counted once each."""
+
+    @property
+    def last_duration(self) -> float | None: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    @property
+    def skipped_reasons(self) -> Mapping[str, int]: ...
 
 
 class CacheCounters(Protocol):
@@ -218,7 +239,9 @@ class SnapshotCollector(Collector):
             by_route.add_metric([route], histogram.cumulative(LATENCY_BUCKETS), histogram.total)
         yield by_route
         yield _counter("eventapi_lru", "Response cache look-ups by result", "result", lru, _LRU_RESULTS)
-        yield _counter("eventapi_refresh_runs", "Refresh cycles by outcome", "outcome", runs, _OUTCOMES)
+        yield _counter(
+            "eventapi_refresh_runs", "Refresh cycles by outcome", "outcome", runs, runs
+        )  # all named
         yield HistogramMetricFamily(
             "eventapi_refresh_duration_seconds",
             "Duration of refreshes that fetched a feed",
@@ -306,7 +329,7 @@ class MetricsPublisher:
         tally: RequestTally,
         *,
         cache: CacheCounters,
-        refreshes: RefreshStatus,
+        refreshes: RefreshFigures,
         generation: Callable[[], int],
         store_up: Callable[[], bool],
         fleet: Callable[[], FleetRefresh | None],
@@ -380,7 +403,10 @@ class MetricsPublisher:
             requests=dict(tally.requests),
             latency={route: Histogram(list(counts), tally.seconds[route]) for route, counts in buckets},
             lru={"hit": cache.hits, "miss": cache.misses, "eviction": cache.evictions},
-            refresh_runs=dict(self._refreshes.runs),
+            # Every outcome, at 0 until it happens: the collector exports each from the start.
+            refresh_runs={
+                outcome: self._refreshes.runs.get(outcome, 0) for outcome in self._refreshes.outcomes
+            },
             refresh_duration=Histogram(list(self._refresh_duration.counts), self._refresh_duration.total),
             plans_skipped=dict(self._plans_skipped),
             generation=self._generation(),
@@ -393,7 +419,7 @@ class MetricsPublisher:
         # Once per refresh this worker completed: a refresh in progress has set its start time but
         # still shows the previous refresh's figures.
         status = self._refreshes
-        completed = sum(status.runs[outcome] for outcome in _COMPLETED)
+        completed = status.completed
         if completed == self._counted_refreshes:
             return
         self._counted_refreshes = completed

@@ -37,6 +37,10 @@ class Outcome(enum.Enum):
     SKIPPED_LOCKED = "skipped_locked"  # another worker or instance is refreshing right now
 
 
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
+_RAN = (Outcome.REFRESHED.value, Outcome.UNCHANGED.value, Outcome.FAILED.value)
+
+
 @dataclass(slots=True)
 class RefreshStatus:
     """What this process knows of its refreshes, for logs and the status page."""
@@ -52,6 +56,16 @@ class RefreshStatus:
     generation: int = 0
     feed_bytes: int = 0
     runs: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def outcomes(self) -> tuple[str, ...]:
+        """Every outcome a refresh cycle can end in."""
+        return OUTCOMES
+
+    @property
+    def completed(self) -> int:
+        """Refreshes that ran (fetched, or tried to), whatever their outcome."""
+        return sum(self.runs[outcome] for outcome in _RAN)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready, times in RFC 3339 UTC."""

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from eventapi.events import Event, StoredEvent
+from eventapi.versions import Version, new_epoch
 
-
-class Version(NamedTuple):
-    """Which state of the store bytes come from: the generation, and the epoch of the merge that made it.
-
-    A lost history (a flushed Redis, a failover) can issue a generation number again, never its epoch.
-    """
-
-    generation: int
-    epoch: str  # "" for a Redis store written before epochs existed (layout 1)
-
-
-def new_epoch() -> str:
-    """A fresh epoch: 48 random bits, drawn by every merge that changes something served."""
-    return secrets.token_hex(6)
+__all__ = ["DayRead", "MergeOutcome", "Store", "Version", "new_epoch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +62,9 @@ class Store(Protocol):
 
     async def merge(self, events: Iterable[Event]) -> MergeOutcome:
         """Fold one feed in, atomically: readers see all of it or none of it."""
+
+    async def restore(self, events: Iterable[StoredEvent], *, replace: bool) -> MergeOutcome:
+        """Add a backup's events the store lacks (with `replace`, overwrite those that differ), atomically."""
 
     async def try_lock(self, token: str, ttl_ms: int) -> bool:
         """Take the refresh lock if free or held by `token`; it expires after ttl_ms unless released."""

@@ -5,15 +5,11 @@ Layout 1: the keys before a layout was recorded (no `layout` key, no `epoch`). L
 
 from __future__ import annotations
 
-from eventapi.errors import StoreUnavailable
+from eventapi.errors import LayoutRefused
 
 UNRECORDED = 1  # a store without a layout key holds layout 1 (or nothing at all)
 WRITES = 2
 READS = (1, 2)
-
-
-class LayoutRefused(StoreUnavailable):
-    """The store holds a layout this version cannot read: it neither serves nor writes it."""
 
 
 def layout_of(raw: bytes | str | None) -> int:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import orjson
 
+from eventapi import history
 from eventapi.days import rebuild_days
 from eventapi.events import Event, StoredEvent
+from eventapi.files import write_atomically
+from eventapi.history import Changes
 from eventapi.store import DayRead, MergeOutcome, Version, new_epoch, sliced
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,13 @@ class MemoryStore:
         return list(self._events.values())
 
     async def merge(self, events: Iterable[Event]) -> MergeOutcome:
-        changes = await sliced.merge(self._events, list(events))
+        return await self._apply(await sliced.merge(self._events, list(events)))
+
+    async def restore(self, events: Iterable[StoredEvent], *, replace: bool) -> MergeOutcome:
+        return await self._apply(history.restore(self._events, events, replace=replace))
+
+    async def _apply(self, changes: Changes) -> MergeOutcome:
+        """Write the changes, rebuild their days, draw a new version and save the snapshot (once)."""
         if changes.events:
             self._events.update(changes.events)
             rebuilt = await sliced.rebuild_days(self._events.values(), changes.days)
@@ -103,22 +110,12 @@ class MemoryStore:
         self._last_refresh = at
 
     def _save(self, path: Path) -> None:
-        # Written beside the target and renamed over it: a crash leaves the old or the new file, never half.
         body = b'{"generation":%d,"epoch":"%s","events":[%s]}' % (
             self._version.generation,
             self._version.epoch.encode(),
             b",".join(event.json for event in self._events.values()),
         )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as tmp_file:
-                tmp_file.write(body)
-                tmp_file.flush()
-                os.fsync(tmp_file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, [body])
 
     def _load(self, path: Path) -> None:
         snapshot = orjson.loads(path.read_bytes())

@@ -17,12 +17,16 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from eventapi import history
 from eventapi.errors import StoreUnavailable
 from eventapi.events import Event, StoredEvent
+from eventapi.history import Changes
+from eventapi.redis_url import SentinelUrl, parse_redis_url
 from eventapi.store import DayRead, MergeOutcome, Version, layout, new_epoch, sliced
-from eventapi.store.redis_url import SentinelUrl, parse_redis_url
 
 T = TypeVar("T")
+# What a write makes of the stored events it read under WATCH: a feed's merge, or a backup's restore.
+ChangesOf = Callable[[dict[str, StoredEvent]], Awaitable[Changes]]
 
 # One round trip, one consistent snapshot: a script runs atomically, and merges are MULTI/EXEC.
 # HMGET is called in slices because unpack() of thousands of days would overflow Lua's stack.
@@ -197,15 +201,27 @@ class RedisStore:
 
     async def merge(self, events: Iterable[Event]) -> MergeOutcome:
         feed = list(events)
+        return await self._write("merge", lambda stored: sliced.merge(stored, feed))
+
+    async def restore(self, events: Iterable[StoredEvent], *, replace: bool) -> MergeOutcome:
+        backup = list(events)
+
+        async def changes(stored: dict[str, StoredEvent]) -> Changes:
+            return history.restore(stored, backup, replace=replace)
+
+        return await self._write("restore", changes)
+
+    async def _write(self, what: str, changes_of: ChangesOf) -> MergeOutcome:
+        """Apply what `changes_of` makes of the stored events in one transaction, retried on conflicts."""
         await self._call(self._follow_primary)
         for _ in range(_MERGE_ATTEMPTS):
             try:
-                return await self._call(lambda: self._merge_once(feed), bounded=False)
+                return await self._call(lambda: self._write_once(changes_of), bounded=False)
             except WatchError:
                 continue  # another writer merged in between (or the connection dropped): start again
-        raise StoreUnavailable(f"merge kept conflicting with other writers ({_MERGE_ATTEMPTS} attempts)")
+        raise StoreUnavailable(f"{what} kept conflicting with other writers ({_MERGE_ATTEMPTS} attempts)")
 
-    async def _merge_once(self, feed: list[Event]) -> MergeOutcome:
+    async def _write_once(self, changes_of: ChangesOf) -> MergeOutcome:
         keys = self.keys
         async with self.client.pipeline(transaction=True) as pipe:
             # WATCH makes the transaction fail if anyone merged, migrated or wrote an epoch since we read.
@@ -217,7 +233,7 @@ class RedisStore:
             version = _version(generation_raw, epoch_raw)
             raw: dict[Any, Any] = await pipe.hgetall(keys["events"])
             stored = await sliced.decode_stored(raw)
-            changes = await sliced.merge(stored, feed)
+            changes = await changes_of(stored)
             if not changes.events:
                 if found == layout.WRITES and version.epoch:
                     await pipe.unwatch()  # type: ignore[no-untyped-call]

@@ -26,11 +26,12 @@ def eventapi_command(*args: str) -> list[str]:
 
 
 def run_command(
-    args: list[str], env: dict[str, str], timeout: float = 60
+    args: list[str], env: dict[str, str], timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run an eventapi command to completion with only the given EVENTAPI_* settings."""
+    """Run an eventapi command to completion with only the given EVENTAPI_* settings (and `stdin`, if any)."""
     return subprocess.run(
         eventapi_command(*args),
+        input=stdin,
         env=clean_env(env),
         cwd=REPO_ROOT,
         capture_output=True,
