@@ -84,7 +84,7 @@ flood: $(VENV)/.installed-test ## 2,000 idle keep-alive + 500 slowloris connecti
 	bash .ci/ensure-redis-server
 	$(VENV_PY) -m loadtest.overload flood $(FLOOD_ARGS)
 
-overload-curve: $(VENV)/.installed-test ## connections vs req/s, p99, errors, /healthz latency, RSS: decision 014's table (CURVE_ARGS=...)
+overload-curve: $(VENV)/.installed-test ## connections vs req/s, p99, errors, /healthz latency, RSS: decision 015's table (CURVE_ARGS=...)
 	bash .ci/ensure-redis-server
 	$(NEED_WRK)
 	$(VENV_PY) -m loadtest.overload curve $(CURVE_ARGS)

@@ -54,7 +54,7 @@ def serve(settings: Settings) -> int:
 def raise_open_files_limit(needed: int) -> int:
     """Raise the soft limit of open files to the hard one (the workers inherit it); the limit set.
 
-    Each connection is a descriptor, and a container's soft limit is often 1024 (decision 014).
+    Each connection is a descriptor, and a container's soft limit is often 1024 (decision 015).
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = max(soft, needed) if hard == resource.RLIM_INFINITY else hard
@@ -77,7 +77,7 @@ def _serve(settings: Settings) -> None:
     from granian.server import Server
 
     # HTTP/1 only: in Granian's auto mode the protocol is sniffed before hyper's header timer starts,
-    # so a connection that never sends a byte is held forever (decision 014). nginx and the
+    # so a connection that never sends a byte is held forever (decision 015). nginx and the
     # Ingress speak HTTP/1.1 to the service.
     Server(
         APP_FACTORY,

@@ -39,7 +39,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    # Connection floods and overload (docs/decisions/014-overload-and-floods.md): the kernel's accept
+    # Connection floods and overload (docs/decisions/015-overload-and-floods.md): the kernel's accept
     # queue, the connections each worker holds open at once (Granian's "backpressure": one permit per
     # connection, kept until it closes), and how long a client may take to send a request's headers.
     backlog: int = 1024

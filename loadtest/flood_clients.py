@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventapi.cli import raise_open_files_limit
 from loadtest.probes import percentile, status_of
 
 RESULT_PREFIX = "FLOOD_RESULT "
@@ -241,13 +241,6 @@ async def flood(options: argparse.Namespace) -> Flood:
     return state
 
 
-def raise_open_files_limit() -> int:
-    """The soft limit of open files raised to the hard one (each connection is a descriptor)."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
 def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -267,7 +260,7 @@ def arguments() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = arguments().parse_args(argv)
-    raise_open_files_limit()
+    raise_open_files_limit(0)  # to the hard limit: a descriptor a connection
     state = asyncio.run(flood(options))
     summary = summarize_connections(
         state.connections, {IDLE: options.idle, SLOW: options.slow, SILENT: options.silent}, options.duration

@@ -1,7 +1,7 @@
 """Connections under `eventapi serve`: the header timeout closes silent, idle and slow ones; the cap holds.
 
 Real processes over real sockets: the settings must reach Granian, and its HTTP/1 mode must apply the
-timeout from the first byte (decision 014). The figures under load are loadtest/overload.py's.
+timeout from the first byte (decision 015). The figures under load are loadtest/overload.py's.
 """
 
 from __future__ import annotations
