@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from eventapi.events import StoredEvent, local_seconds
+from eventapi.events import StoredEvent, kept_json, local_seconds
 from eventapi.versions import Version
 
 FORMAT = "eventapi-history"
@@ -157,7 +157,7 @@ def _event(number: int, line: bytes) -> StoredEvent:
         raise HistoryFileError(number, f"id {line_id!r} is not a UUID or not the id of its event")
     start = _moment(number, served, "start")
     end = _moment(number, served, "end")
-    return StoredEvent(line_id, local_seconds(start), local_seconds(end), orjson.dumps(served))
+    return StoredEvent(line_id, local_seconds(start), local_seconds(end), kept_json(served))
 
 
 def _moment(number: int, served: dict[str, Any], which: str) -> datetime:

@@ -12,7 +12,7 @@ import orjson
 
 from eventapi import history
 from eventapi.days import rebuild_days
-from eventapi.events import Event, StoredEvent
+from eventapi.events import Event, StoredEvent, kept_json
 from eventapi.files import write_atomically
 from eventapi.history import Changes
 from eventapi.store import DayRead, MergeOutcome, Version, new_epoch, sliced
@@ -119,7 +119,7 @@ class MemoryStore:
 
     def _load(self, path: Path) -> None:
         snapshot = orjson.loads(path.read_bytes())
-        events = (StoredEvent.from_json(orjson.dumps(fields)) for fields in snapshot["events"])
+        events = (StoredEvent.from_json(kept_json(fields)) for fields in snapshot["events"])
         self._events = {event.id: event for event in events}
         self._day_blobs = rebuild_days(self._events.values())
         self._days = sorted(self._day_blobs)
