@@ -21,7 +21,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,17 +131,28 @@ async def open_connection(
     return reader, writer
 
 
-async def idle_client(flood: Flood, host: str, port: int, path: str, until: float) -> None:
-    """One search, then silence on the open connection; again after the server closes it."""
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+async def connections(
+    flood: Flood, kind: str, host: str, port: int, until: float
+) -> AsyncIterator[tuple[Connection, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """One connection of `kind` at a time until `until`, a new one after each ends; each recorded."""
     while time.monotonic() < until:
-        record = Connection(IDLE)
+        record = Connection(kind)
         flood.connections.append(record)
         opened = await open_connection(flood, record, host, port)
         if opened is None:
             await asyncio.sleep(1.0)
             continue
         reader, writer = opened
+        try:
+            yield record, reader, writer
+        finally:
+            writer.close()
+
+
+async def idle_client(flood: Flood, host: str, port: int, path: str, until: float) -> None:
+    """One search, then silence on the open connection; again after the server closes it."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    async for record, reader, writer in connections(flood, IDLE, host, port, until):
         try:
             writer.write(request)
             record.bytes_sent = len(request)
@@ -164,8 +175,6 @@ async def idle_client(flood: Flood, host: str, port: int, path: str, until: floa
             record.ended_at, record.ended_by = flood.now(), "client"
         except (OSError, asyncio.IncompleteReadError, ValueError):
             record.ended_at, record.ended_by = flood.now(), "server"
-        finally:
-            writer.close()
 
 
 async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes | None:
@@ -179,14 +188,7 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes |
 
 async def slow_client(flood: Flood, host: str, port: int, interval: float, until: float) -> None:
     """A request head, one byte every `interval` seconds; a new connection after the server closes it."""
-    while time.monotonic() < until:
-        record = Connection(SLOW)
-        flood.connections.append(record)
-        opened = await open_connection(flood, record, host, port)
-        if opened is None:
-            await asyncio.sleep(1.0)
-            continue
-        reader, writer = opened
+    async for record, reader, writer in connections(flood, SLOW, host, port, until):
         record.ended_by = "client"  # unless the server ends it first
         try:
             for byte in SLOW_HEAD:
@@ -203,19 +205,11 @@ async def slow_client(flood: Flood, host: str, port: int, interval: float, until
             record.ended_by = "server"
         finally:
             record.ended_at = flood.now()
-            writer.close()
 
 
 async def silent_client(flood: Flood, host: str, port: int, until: float) -> None:
     """Connects and sends nothing; a new connection after the server closes it."""
-    while time.monotonic() < until:
-        record = Connection(SILENT)
-        flood.connections.append(record)
-        opened = await open_connection(flood, record, host, port)
-        if opened is None:
-            await asyncio.sleep(1.0)
-            continue
-        reader, writer = opened
+    async for record, reader, _writer in connections(flood, SILENT, host, port, until):
         try:
             sent = await closed_within(reader, until - time.monotonic())
             record.status, record.ended_by = (0, "client") if sent is None else (status_of(sent), "server")
@@ -223,7 +217,6 @@ async def silent_client(flood: Flood, host: str, port: int, until: float) -> Non
             record.ended_by = "server"
         finally:
             record.ended_at = flood.now()
-            writer.close()
 
 
 async def flood(options: argparse.Namespace) -> Flood:
