@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.http_summary import WrkOutputError, WrkRun, parse_wrk
 from bench.source_tree import imported_from, source_path
@@ -55,6 +55,8 @@ from loadtest.probes import Prober, ProbeSummary, summarize_probes
 from loadtest.soak import children, error_lines, open_fds, rss_bytes
 from tests.support.processes import REPO_ROOT, ProcessError, Processes, run_harness
 from tests.support.stack import PROBE_PATH, seed_store, start_redis, start_service, start_simulator
+
+T = TypeVar("T")
 
 REPORTS = REPO_ROOT / "loadtest" / "reports"
 MIB = 1024 * 1024
@@ -325,6 +327,45 @@ def finish_wrk(stack: Stack, wrk: WrkProcess) -> WrkRun:
         raise OverloadError(str(exc)) from None
 
 
+@contextlib.contextmanager
+def watched(
+    stack: Stack,
+    worker: int,
+    port: int,
+    options: argparse.Namespace,
+    quiet_before: float,
+    start: Callable[[], T],
+) -> Iterator[tuple[dict[str, Any], T]]:
+    """`start` the load, then while the body runs: CPU per process group (the load's own among
+    them), the worker's RSS and descriptors, and probes of /healthz and the popular search from
+    fresh connections. Yields the figures, filled once the body has ended (with the listen queue's
+    overflows since before the start and the worker's state), and what `start` returned."""
+    figures: dict[str, Any] = {}
+    overflows = overflows_now()
+    started = start()
+    sampler, watch = Sampler(meter_of(stack)), WorkerWatch(worker)
+    prober = Prober("127.0.0.1", port, [HEALTHZ, PROBE_PATH])
+    for each in (sampler, watch, prober):
+        each.start()
+    try:
+        yield figures, started
+    finally:
+        probes = prober.finish()
+        memory = watch.finish()
+        cpu = cpu_use(sampler)
+    figures.update(
+        {
+            "healthz": asdict(summarize_probes(HEALTHZ, probes[HEALTHZ], options.probe_limit)),
+            "search": asdict(summarize_probes(PROBE_PATH, probes[PROBE_PATH], options.probe_limit)),
+            "listen_overflows": overflows_now() - overflows,
+            **{key: round(value, 1) for key, value in memory.items()},
+            "cpu": cpu | {"quiet_before": round(quiet_before, 2)},
+            "worker_alive": worker_alive(stack, worker),
+            "service_error_lines": len(error_lines(stack.processes.log_path("service"))),
+        }
+    )
+
+
 def load_point(
     stack: Stack, options: argparse.Namespace, env: Mapping[str, str], connections: int
 ) -> dict[str, Any]:
@@ -332,18 +373,9 @@ def load_point(
     base_url, port, worker = start_worker(stack, env)
     quiet_before = quiet_box(stack, options)
     print(f"overload: {connections} connections for {options.duration:g} s against {base_url}", flush=True)
-    overflows = overflows_now()
-    wrk = start_wrk(stack, base_url, connections, options.duration, options.script, options.path)
-    sampler, watch = Sampler(meter_of(stack)), WorkerWatch(worker)
-    prober = Prober("127.0.0.1", port, [HEALTHZ, PROBE_PATH])
-    for each in (sampler, watch, prober):
-        each.start()
-    try:
+    load = partial(start_wrk, stack, base_url, connections, options.duration, options.script, options.path)
+    with watched(stack, worker, port, options, quiet_before, load) as (figures, wrk):
         run = finish_wrk(stack, wrk)
-    finally:
-        probes = prober.finish()
-        memory = watch.finish()
-        cpu = cpu_use(sampler)
     return {
         "connections": connections,
         "requests_per_s": round(run.requests_per_s),
@@ -352,13 +384,7 @@ def load_point(
         "max_ms": run.latency_us["max"] / 1000,
         "non_2xx_3xx": run.non_2xx_3xx,
         "socket_errors": run.socket_errors,
-        "listen_overflows": overflows_now() - overflows,
-        "healthz": asdict(summarize_probes(HEALTHZ, probes[HEALTHZ], options.probe_limit)),
-        "search": asdict(summarize_probes(PROBE_PATH, probes[PROBE_PATH], options.probe_limit)),
-        **{key: round(value, 1) for key, value in memory.items()},
-        "cpu": cpu | {"quiet_before": round(quiet_before, 2)},
-        "worker_alive": worker_alive(stack, worker),
-        "service_error_lines": len(error_lines(stack.processes.log_path("service"))),
+        **figures,
         "wrk": run,
     }
 
@@ -400,18 +426,9 @@ def flood_point(stack: Stack, options: argparse.Namespace, env: Mapping[str, str
         "--idle", str(options.idle), "--slow", str(options.slow), "--silent", str(options.silent),
         "--slow-interval", str(options.slow_interval), "--duration", str(options.duration),
     ]  # fmt: skip
-    overflows = overflows_now()
-    clients = stack.tools.start("clients", command)
-    sampler = Sampler(meter_of(stack))
-    watch, prober = WorkerWatch(worker), Prober("127.0.0.1", port, [PROBE_PATH, HEALTHZ])
-    for each in (sampler, watch, prober):
-        each.start()
-    try:
-        clients.wait(timeout=options.duration + 120)
-    finally:
-        probes = prober.finish()
-        memory = watch.finish()
-        cpu = cpu_use(sampler)
+    clients = partial(stack.tools.start, "clients", command)
+    with watched(stack, worker, port, options, quiet_before, clients) as (figures, process):
+        process.wait(timeout=options.duration + 120)
     stack.tools.stop("clients")
     lines = stack.tools.log_text("clients").splitlines()
     found = next((line for line in lines if line.startswith(RESULT_PREFIX)), None)
@@ -422,16 +439,10 @@ def flood_point(stack: Stack, options: argparse.Namespace, env: Mapping[str, str
         "slow": options.slow,
         "silent": options.silent,
         "clients": json.loads(found.removeprefix(RESULT_PREFIX)),
-        "search": asdict(summarize_probes(PROBE_PATH, probes[PROBE_PATH], options.probe_limit)),
-        "healthz": asdict(summarize_probes(HEALTHZ, probes[HEALTHZ], options.probe_limit)),
         "fds_before": fds_before,
         # After the clients went away: their connections' descriptors must all be closed.
         "fds_after": settled_fds(worker, fds_before),
-        "listen_overflows": overflows_now() - overflows,
-        **{key: round(value, 1) for key, value in memory.items()},
-        "cpu": cpu | {"quiet_before": round(quiet_before, 2)},
-        "worker_alive": worker_alive(stack, worker),
-        "service_error_lines": len(error_lines(stack.processes.log_path("service"))),
+        **figures,
     }
 
 
