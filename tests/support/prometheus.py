@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tests.support.service_process import free_port
+from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 T = TypeVar("T")
 INSTALL_HINT = "apt-get install -y prometheus (Debian; .ci/run installs it)"
@@ -51,13 +52,8 @@ class PrometheusServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            stop_process(self._process, grace=15)
 
     def _ready(self) -> bool:
         try:

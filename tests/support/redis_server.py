@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.support.ports import HOST, free_port
+from tests.support.processes import stop_process
 
 INSTALL_HINT = (
     "redis-server is not on PATH and the tests need a real one: "
@@ -137,13 +138,7 @@ class RedisServer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, grace=10)
 
     def restart(self) -> None:
         """Stop and start again on the same port with the same data_dir."""

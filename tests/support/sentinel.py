@@ -13,6 +13,7 @@ from types import TracebackType
 
 import redis
 
+from tests.support.processes import stop_process
 from tests.support.redis_server import (
     INSTALL_HINT,
     RedisServer,
@@ -63,13 +64,7 @@ class SentinelProcess:
 
     def stop(self) -> None:
         self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=10)
 
 
 class SentinelGroup:
