@@ -18,7 +18,7 @@ from eventapi import gc_policy
 from eventapi.background import BackgroundTasks
 from eventapi.errors import SettingsError, StoreUnavailable
 from eventapi.events import StoredEvent
-from eventapi.http.app import EventApi, Observer
+from eventapi.http.app import EventApi
 from eventapi.http.asgi import Scope
 from eventapi.http.day_copy import DayCache
 from eventapi.http.generation import GenerationWatcher
@@ -160,30 +160,20 @@ def build_worker(
 
     app = EventApi(
         route_table(search, operations), startup, resources.aclose, prefix_routes=PREFIX_ROUTES,
-        observe=_observer(tally, access_log=settings.access_log),
+        observe=tally.record, access_log=_log_access if settings.access_log else None,
     )  # fmt: skip
     return Worker(app, store, job, refresher, watcher, search, metrics, fleet, tasks)
 
 
-def _observer(tally: RequestTally, *, access_log: bool) -> Observer:
-    """What the app does after each answer: tally it, and log it when asked to (off by default)."""
-    record = tally.record
-    if not access_log:
-        return lambda route, status, seconds, scope, request_id: record(route, status, seconds)
-
-    def tally_and_log(
-        route: str, status: int, seconds: float, scope: Scope, request_id: bytes | None
-    ) -> None:
-        record(route, status, seconds)
-        query = scope["query_string"].decode("latin-1")
-        access.info(
-            "request",
-            extra={"method": scope["method"], "path": scope["path"], "query": query,
-                   "status": status, "duration_ms": round(seconds * 1000, 3),
-                   "request_id": None if request_id is None else request_id.decode()},
-        )  # fmt: skip
-
-    return tally_and_log
+def _log_access(scope: Scope, status: int, seconds: float, request_id: bytes | None) -> None:
+    """One access-log line per answer, when EVENTAPI_ACCESS_LOG asks for them (off by default)."""
+    query = scope["query_string"].decode("latin-1")
+    access.info(
+        "request",
+        extra={"method": scope["method"], "path": scope["path"], "query": query,
+               "status": status, "duration_ms": round(seconds * 1000, 3),
+               "request_id": None if request_id is None else request_id.decode()},
+    )  # fmt: skip
 
 
 async def _publish_every(seconds: float, fleet: FleetRefreshReader, metrics: MetricsPublisher) -> None:

@@ -1,4 +1,8 @@
-"""The ASGI callable: dict routing, exactly two sends per response, lifespan that reports failures."""
+"""The ASGI callable: dict routing, exactly two sends per response, lifespan that reports failures.
+
+A handler gives a finished response when it has one at hand, else an awaitable of one: an answer
+from memory then costs no coroutine of its own (docs/decisions/016-lean-hit-path.md).
+"""
 
 from __future__ import annotations
 
@@ -13,27 +17,15 @@ from eventapi.http.responses import ERROR_STATUS, Response, error_response, inte
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Scope], Awaitable[Response]]
-# Told of every answered request: route name, status, seconds taken, scope, request id (or None).
-Observer = Callable[[str, int, float, Scope, bytes | None], None]
+Handler = Callable[[Scope], Response | Awaitable[Response]]
+# Told of every answered request: route name (a bounded label), status, seconds taken.
+Observer = Callable[[str, int, float], None]
+# Told of every answered request when access logging is on: scope, status, seconds, request id.
+AccessLog = Callable[[Scope, int, float, bytes | None], None]
 Lifecycle = Callable[[], Awaitable[None]]
 
 METHODS = ("GET", "HEAD")
 _ALLOW = ((b"allow", b"GET, HEAD"),)
-
-
-async def send_response(
-    send: Send, response: Response, *, head: bool = False, request_id: bytes | None = None
-) -> None:
-    """Exactly two ASGI messages; HEAD gets the headers of GET without the body.
-
-    A request id is added to a new tuple: the response's own headers may be a cached answer's.
-    """
-    status, headers, body = response
-    if request_id is not None:
-        headers = (*headers, (request_ids.HEADER, request_id))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 class EventApi:
@@ -46,37 +38,35 @@ class EventApi:
         shutdown: Lifecycle,
         prefix_routes: Mapping[str, Handler] | None = None,
         observe: Observer | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.routes = dict(routes)
         # Looked up only when no exact path matches (static assets under a folder, e.g. "/docs/").
         self.prefix_routes = dict(prefix_routes or {})
         self._observe = observe
+        self._access_log = access_log
         self._startup = startup
         self._shutdown = shutdown
 
-    def _route_for(self, path: str) -> tuple[str, Handler | None]:
-        """The route's name (a bounded label for metrics) and its handler."""
-        handler = self.routes.get(path)
-        if handler is not None:
-            return path, handler
+    def _prefix_route(self, path: str) -> tuple[str, Handler | None]:
+        """For a path no exact route has: the prefix's name (a bounded label for metrics) and handler."""
         for prefix, prefix_handler in self.prefix_routes.items():
             if path.startswith(prefix):
                 return prefix, prefix_handler
         return "unmatched", None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-        # websocket and anything newer: not served; returning closes the connection
-
-    async def _http(self, scope: Scope, send: Send) -> None:
+        # An HTTP request is served here rather than in a coroutine of its own: one less per request.
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return  # websocket and anything newer: not served; returning closes the connection
         started = perf_counter()
-        method = scope["method"]
+        method, route = scope["method"], scope["path"]
         request_id = request_ids.request_id_of(scope["headers"])
-        route, handler = self._route_for(scope["path"])
+        handler = self.routes.get(route)
+        if handler is None:
+            route, handler = self._prefix_route(route)
         if handler is None:
             path = scope["path"][:100]
             response = error_response(NotFound(f"no such path {path!r}: use GET /search or GET /events"))
@@ -86,7 +76,8 @@ class EventApi:
             )
         else:
             try:
-                response = await handler(scope)
+                answer = handler(scope)
+                response = answer if isinstance(answer, tuple) else await answer
             except PublicError as exc:
                 if exc.code not in ERROR_STATUS:
                     log.error("error code %r is not in the error table", exc.code, exc_info=exc)
@@ -97,9 +88,18 @@ class EventApi:
                     extra={"request_id": None if request_id is None else request_id.decode()},
                 )  # fmt: skip
                 response = internal_error_response()
-        await send_response(send, response, head=method == "HEAD", request_id=request_id)
+        # Exactly two messages; HEAD gets the headers of GET without the body. A request id goes
+        # into a new tuple: the response's own headers may be a cached answer's.
+        status, headers, body = response
+        if request_id is not None:
+            headers = (*headers, (request_ids.HEADER, request_id))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        seconds = perf_counter() - started
         if self._observe is not None:
-            self._observe(route, response[0], perf_counter() - started, scope, request_id)
+            self._observe(route, status, seconds)
+        if self._access_log is not None:
+            self._access_log(scope, status, seconds, request_id)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -6,7 +6,7 @@ cyclic GC stops tracking (decision 012); an encoding is compressed once, when fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import tzinfo
 
 from eventapi.days import count_in, select
@@ -111,39 +111,55 @@ class SearchEndpoint:
             self._encodings[accept_encoding] = encoding
         return encoding
 
-    async def __call__(self, scope: Scope) -> Response:
-        key = self.range_key(scope["query_string"])
+    def __call__(self, scope: Scope) -> Response | Awaitable[Response]:
+        """A finished answer when the LRU holds the range at the version served (a hit awaits
+        nothing); else the coroutine that reads the store (InvalidParameter for a bad query)."""
+        query_string = scope["query_string"]
+        key = self._ranges.get(query_string)  # the memos are read here first: a hit calls nothing more
+        if key is None:
+            key = self.range_key(query_string)
         if_none_match = accept_encoding = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":
                 if_none_match = bytes(value)
             elif name == b"accept-encoding":
                 accept_encoding = bytes(value)
-        encoding = self.encoding(accept_encoding)
+        encoding = self._encodings.get(accept_encoding)
+        if encoding is None:
+            encoding = self.encoding(accept_encoding)
         version = self._watcher.version
         entry = self.cache.get(key)
         if entry is None or entry[0] != version.generation or entry[1] != version.epoch:
-            if if_none_match is not None and version.generation != UNKNOWN:
-                # Revalidated without touching the store. Only the etag of the encoding asked for
-                # can match: a client holds a gzip etag only for an answer large enough to compress.
-                etag = etag_for(version, key, encoding)
-                if etag_matches(if_none_match, etag):
-                    return self._not_modified(etag)
-            entry = await self._fill(key)
+            return self._miss(key, encoding, if_none_match)
+        return self._answer(key, entry, encoding, if_none_match)
+
+    async def _miss(self, key: RangeKey, encoding: str, if_none_match: bytes | None) -> Response:
+        version = self._watcher.version
+        if if_none_match is not None and version.generation != UNKNOWN:
+            # Revalidated without touching the store. Only the etag of the encoding asked for can
+            # match: a client holds a gzip etag only for an answer large enough to compress.
+            etag = etag_for(version, key, encoding)
+            if etag_matches(if_none_match, etag):
+                return self._not_modified(etag)
+        return self._answer(key, await self._fill(key), encoding, if_none_match)
+
+    def _answer(self, key: RangeKey, entry: Entry, encoding: str, if_none_match: bytes | None) -> Response:
+        """The 200 (or 304) of an entry in the encoding asked for, compressing it the first time."""
         if encoding != IDENTITY and not entry[5]:
-            entry = self._compressed(key, entry)
-        _, _, etag, body, length, gzip_etag, gzip_body, gzip_length = entry
-        compressed = encoding != IDENTITY and bool(gzip_etag)  # not when too small to compress
-        if compressed:
-            etag, body, length = gzip_etag, gzip_body, gzip_length
+            entry = self._compressed(key, entry)  # unchanged when too small to compress
+        if encoding == IDENTITY or not entry[5]:
+            etag, body, length, coding = entry[2], entry[3], entry[4], None
+        else:
+            etag, body, length, coding = entry[5], entry[6], entry[7], _GZIP
         if if_none_match is not None and etag_matches(if_none_match, etag):
             return self._not_modified(etag)
         # Built per answer from the entry's bytes (a few hundred ns), so the entry stays flat.
+        cache_control, etag_header = self._cache_control, (b"etag", etag)
         headers: Headers = (
-            _CONTENT_TYPE, (b"content-length", length), self._cache_control, (b"etag", etag), VARY_HEADER
-        )  # fmt: skip
-        if compressed:
-            headers = (*headers, _GZIP)
+            (_CONTENT_TYPE, (b"content-length", length), cache_control, etag_header, VARY_HEADER)
+            if coding is None
+            else (_CONTENT_TYPE, (b"content-length", length), cache_control, etag_header, VARY_HEADER, coding)
+        )
         return 200, headers if self._watcher.store_reachable else (*headers, STALE_HEADER), body
 
     async def _fill(self, key: RangeKey) -> Entry:

@@ -9,13 +9,13 @@ it is switched on by a variable read at import, and batched histogram updates ne
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import uuid
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,21 +43,47 @@ _SNAPSHOTS = "worker-*.json"
 _BEING_WRITTEN = ".worker-*.json.tmp"
 
 
-class RequestTally:
-    """Per-request counts and latency buckets in plain ints: the only per-request metrics work."""
+class RouteTally:
+    """One route's answers by status, latency bucket counts (the last one +Inf) and total seconds."""
+
+    __slots__ = ("buckets", "seconds", "statuses")
 
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, int]] = Counter()
-        self.buckets: dict[str, list[int]] = {}
-        self.seconds: dict[str, float] = {}
+        self.statuses: dict[int, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.seconds = 0.0
+
+
+class RequestTally:
+    """The only per-request metrics work: a few plain int and float updates per answer.
+
+    Keyed by route, then by status: a (route, status) key would be a tuple hashed twice per request,
+    and a Counter's `+=` costs twice a dict's (docs/decisions/016-lean-hit-path.md).
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, RouteTally] = {}
 
     def record(self, route: str, status: int, seconds: float) -> None:
-        self.requests[route, status] += 1
-        buckets = self.buckets.get(route)
-        if buckets is None:
-            buckets = self.buckets[route] = [0] * (len(LATENCY_BUCKETS) + 1)
-        buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.seconds[route] = self.seconds.get(route, 0.0) + seconds
+        tally = self.routes.get(route)
+        if tally is None:
+            tally = self.routes[route] = RouteTally()
+        statuses = tally.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        tally.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally.seconds += seconds
+
+    def requests(self) -> dict[tuple[str, int], int]:
+        """Answers by (route, status) so far."""
+        return {
+            (route, status): count
+            for route, tally in self.routes.items()
+            for status, count in tally.statuses.items()
+        }
+
+    def latency(self) -> dict[str, Histogram]:
+        """Each route's latency histogram so far."""
+        return {route: Histogram(list(tally.buckets), tally.seconds) for route, tally in self.routes.items()}
 
 
 class RefreshFigures(Protocol):
@@ -396,12 +422,11 @@ class MetricsPublisher:
         """This worker's figures now."""
         self._count_completed_refreshes()
         tally, cache = self._tally, self._cache
-        buckets = tally.buckets.items()
         return Snapshot(
             pid=self._pid,
             exited=self._exited,
-            requests=dict(tally.requests),
-            latency={route: Histogram(list(counts), tally.seconds[route]) for route, counts in buckets},
+            requests=tally.requests(),
+            latency=tally.latency(),
             lru={"hit": cache.hits, "miss": cache.misses, "eviction": cache.evictions},
             # Every outcome, at 0 until it happens: the collector exports each from the start.
             refresh_runs={
@@ -424,7 +449,7 @@ class MetricsPublisher:
             return
         self._counted_refreshes = completed
         if status.last_duration is not None:
-            self._refresh_duration.counts[bisect.bisect_left(REFRESH_BUCKETS, status.last_duration)] += 1
+            self._refresh_duration.counts[bisect_left(REFRESH_BUCKETS, status.last_duration)] += 1
             self._refresh_duration.total += status.last_duration
         if status.last_error is None:
             self._plans_skipped.update(status.skipped_reasons)
