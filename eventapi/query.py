@@ -24,6 +24,7 @@ _MOMENT = re.compile(
 )
 _MAX_VALUE_LENGTH = 64
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +93,25 @@ def parse_moment(text: str, tz: tzinfo) -> Moment:
         raise ValueError("not an accepted form")
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     whole = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
-    nanoseconds = int((fraction or "").ljust(9, "0"))
+    nanoseconds = int(fraction.ljust(9, "0")) if fraction else 0
     if offset:
         aware = whole.replace(tzinfo=_offset(offset))
-        wall = aware.astimezone(tz).replace(tzinfo=None)
+        wall_seconds = local_seconds(aware.astimezone(tz).replace(tzinfo=None))
+        since_epoch = (aware - _EPOCH_UTC) // _SECOND
     else:
-        aware, wall = whole.replace(tzinfo=tz), whole
-    since_epoch = (aware - _EPOCH_UTC) // timedelta(seconds=1)
-    return Moment(local_seconds(wall), nanoseconds > 0, since_epoch * 1_000_000_000 + nanoseconds)
+        # The instant of a local wall time is its second less the zone's offset then, read as
+        # `whole.replace(tzinfo=tz)` would (fold 0), without building the aware datetime: a miss
+        # parses two bounds, and this is the half of their cost it saves (decision 016).
+        wall_seconds = local_seconds(whole)
+        since_epoch = wall_seconds - _offset_seconds(tz, whole)
+    return Moment(wall_seconds, nanoseconds > 0, since_epoch * 1_000_000_000 + nanoseconds)
+
+
+def _offset_seconds(tz: tzinfo, wall: datetime) -> int:
+    offset = tz.utcoffset(wall)
+    if offset is None:  # a tzinfo that does not know its offsets: not one the settings accept
+        raise ValueError(f"{tz!r} gives no UTC offset for {wall}")
+    return offset // _SECOND
 
 
 def _bound(name: str, text: str | None, tz: tzinfo) -> Moment | None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from datetime import datetime, timedelta
 
+import orjson
+import pytest
+
 from eventapi.events import Event, event_id
 from eventapi.http.day_copy import DayCache
-from eventapi.http.search import assemble
+from eventapi.http.search import assemble, envelope
 from eventapi.query import TimeRange
 from eventapi.store import DayRead
 from eventapi.store.memory import MemoryStore
@@ -32,13 +36,23 @@ class CountingStore(MemoryStore):
         return await super().read_days(first_day, last_day)
 
 
-def events(count: int, title: str = "T") -> list[Event]:
+def events(count: int, title: str = "T", hours: int = 2) -> list[Event]:
+    """One event every 7 hours from 2021-01-01 10:00, each lasting `hours`."""
     start = datetime(2021, 1, 1, 10)
     return [
         Event(event_id(str(n), "1"), str(n), "1", title, start + timedelta(hours=7 * n),
-              start + timedelta(hours=7 * n + 2), 1.0, 2.0, True)
+              start + timedelta(hours=7 * n + hours), 1.0, 2.0, True)
         for n in range(count)
     ]  # fmt: skip
+
+
+def long_and_short_events(count: int) -> list[Event]:
+    """Every tenth event lasts 1 to 9 days: days in the middle of a range that are not whole in it."""
+    rng = random.Random(3)
+    return [
+        event if n % 10 else dataclasses.replace(event, end=event.start + timedelta(days=rng.randint(1, 9)))
+        for n, event in enumerate(events(count))
+    ]
 
 
 def seconds(moment: datetime) -> int:
@@ -51,18 +65,42 @@ def random_range(rng: random.Random) -> TimeRange:
     return TimeRange(rng.choice([low, None]), rng.choice([high, None]))
 
 
-async def test_copy_answers_exactly_what_the_store_answers() -> None:
-    """For random ranges, blobs cut from the copy assemble to the store's own answer."""
+@pytest.mark.parametrize("feed", [events(500), long_and_short_events(500)], ids=["short", "some-multi-day"])
+async def test_copy_answers_exactly_what_the_store_answers(feed: list[Event]) -> None:
+    """For random ranges, the copy's parts (runs of whole days cut as one slice) make the store's
+    own answer, and count its events; also where a long event leaves a middle day partly out."""
     store = CountingStore()
-    outcome = await store.merge(events(500))
+    outcome = await store.merge(feed)
     cache = DayCache(store, max_bytes=10_000_000)
     rng = random.Random(7)
-    for _ in range(200):
+    for _ in range(300):
         time_range = random_range(rng)
         from_cache = await cache.read(time_range, outcome.version)
         direct = await MemoryStore.read_days(store, time_range.first_day, time_range.last_day)
-        assert assemble(from_cache.day_blobs, time_range) == assemble(direct.day_blobs, time_range)
-    assert store.reads == [(None, None)]  # one whole read served all 200 misses
+        expected = assemble(direct.day_blobs, time_range)
+        assert envelope(from_cache.parts()) == expected
+        assert from_cache.count() == len(orjson.loads(expected)["data"]["events"])
+    assert store.reads == [(None, None)]  # one whole read served all 300 misses
+
+
+async def test_a_range_of_whole_days_is_one_part_and_a_day_cut_by_a_long_event_splits_it() -> None:
+    """Whole days come as one slice of the joined copy; a day whose long event ends after the range
+    is cut from its index, and the runs of whole days around it stay one slice each."""
+    feed = events(40)  # 2021-01-01 10:00 on, one every 7 hours, 2 hours long: ~3.4 a day
+    feed[12] = dataclasses.replace(feed[12], end=feed[12].start + timedelta(days=30))  # starts Jan 4
+    store = CountingStore()
+    outcome = await store.merge(feed)
+    cache = DayCache(store, max_bytes=10_000_000)
+    time_range = TimeRange(seconds(datetime(2021, 1, 1)), seconds(datetime(2021, 1, 8)))
+    found = await cache.read(time_range, outcome.version)
+    parts = found.parts()
+    in_range = [event for n, event in enumerate(feed) if n != 12 and event.start.day < 8]
+    assert [len(orjson.loads(b"[" + part + b"]")) for part in parts] == [
+        sum(1 for event in in_range if event.start.day < 4),  # Jan 1-3: one slice
+        sum(1 for event in in_range if event.start.day == 4),  # Jan 4, without the long event
+        sum(1 for event in in_range if event.start.day > 4),  # Jan 5-7: one slice
+    ]
+    assert found.count() == len(in_range)
 
 
 async def test_new_generation_is_loaded_once_for_concurrent_misses() -> None:
@@ -80,7 +118,7 @@ async def test_new_generation_is_loaded_once_for_concurrent_misses() -> None:
     await asyncio.sleep(0)
     store.gate.set()
     answers = await asyncio.gather(*misses)
-    assert {answer.generation for answer in answers} == {2}
+    assert {answer.version.generation for answer in answers} == {2}
     assert store.reads == [(None, None), (None, None)]
 
 
@@ -117,10 +155,10 @@ async def test_redis_that_lost_its_data_is_followed_down(redis_url: str, redis_p
         cache = DayCache(store, max_bytes=10_000_000)
         for title in ("a", "b", "c"):
             third = await store.merge(events(5, title=title))
-        assert (await cache.read(TimeRange(), third.version)).generation == 3
+        assert (await cache.read(TimeRange(), third.version)).version.generation == 3
         await store.client.delete(*store.keys.values())  # the data is lost (no persistence)
         refilled = await store.merge(events(5, title="new"))  # and the next refresh refills it
         fresh = await cache.read(TimeRange(), refilled.version)
-        assert fresh.generation == 1 and b'"title":"new"' in fresh.day_blobs[0]
+        assert fresh.version.generation == 1 and b'"title":"new"' in fresh.parts()[0]
     finally:
         await store.close()

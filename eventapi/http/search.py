@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import tzinfo
 
-from eventapi.days import count_in, select
+from eventapi.days import select
 from eventapi.errors import InvalidParameter
 from eventapi.http import gzip_codec
 from eventapi.http.asgi import Scope
@@ -46,10 +46,15 @@ _CONTENT_TYPE = (b"content-type", b"application/json")
 _GZIP = (b"content-encoding", b"gzip")
 
 
+def envelope(parts: list[bytes]) -> bytes:
+    """Comma-joinable parts of events' JSON in the API's envelope, as bytes, parsing nothing."""
+    return ENVELOPE_HEAD + b",".join(parts) + ENVELOPE_TAIL
+
+
 def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
-    """Join the events of the range from day blobs into the API's envelope, as bytes, parsing nothing."""
+    """The answer for a range from its days' blobs as a store reads them."""
     parts = [select(blob, time_range.starts_at, time_range.ends_at) for blob in day_blobs]
-    return ENVELOPE_HEAD + b",".join(part for part in parts if part) + ENVELOPE_TAIL
+    return envelope([part for part in parts if part])
 
 
 def etag_for(version: tuple[int, str], key: RangeKey, encoding: str = IDENTITY) -> bytes:
@@ -164,10 +169,15 @@ class SearchEndpoint:
 
     async def _fill(self, key: RangeKey) -> Entry:
         time_range = TimeRange(*key)
-        day_read = await self.days.read(time_range, self._watcher.version)
-        if self._max_events:
-            self._check_size(day_read.day_blobs, time_range)
-        version, body = day_read.version, assemble(day_read.day_blobs, time_range)
+        found = await self.days.read(time_range, self._watcher.version)
+        if self._max_events and found.count() > self._max_events:
+            # Refused before the answer is assembled.
+            raise InvalidParameter(
+                f"the range holds more than {self._max_events} events, the most one answer gives "
+                "(EVENTAPI_MAX_EVENTS_PER_ANSWER): narrow it with starts_at and ends_at, "
+                "or ask for it in parts"
+            )
+        version, body = found.version, envelope(found.parts())
         self._watcher.observe(version)
         etag = etag_for(version, key)
         entry: Entry = (version.generation, version.epoch, etag, body, b"%d" % len(body), b"", b"", b"")
@@ -175,18 +185,6 @@ class SearchEndpoint:
             self.cache.put(key, entry, len(body))
             self._on_cached()
         return entry
-
-    def _check_size(self, day_blobs: list[bytes], time_range: TimeRange) -> None:
-        """InvalidParameter before assembling an answer of more events than the cap allows."""
-        events = 0
-        for blob in day_blobs:
-            events += count_in(blob, time_range.starts_at, time_range.ends_at)
-            if events > self._max_events:
-                raise InvalidParameter(
-                    f"the range holds more than {self._max_events} events, the most one answer gives "
-                    "(EVENTAPI_MAX_EVENTS_PER_ANSWER): narrow it with starts_at and ends_at, "
-                    "or ask for it in parts"
-                )
 
     def _compressed(self, key: RangeKey, entry: Entry) -> Entry:
         """The entry with its gzip answer filled in (and cached); unchanged when too small for one."""
