@@ -15,10 +15,10 @@ import orjson
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from eventapi.days import encode_day
+from eventapi.days import encode_day, join_days, select_joined
 from eventapi.events import Event, StoredEvent, local_seconds
 from eventapi.history import Changes, FeedMerge
-from eventapi.http.search import assemble
+from eventapi.http.search import assemble, envelope
 from eventapi.query import TimeRange, parse_query
 from eventapi.refresh.xml_feed import parse
 from eventapi.sim.feeds import generate_feed
@@ -257,3 +257,29 @@ def test_assemble(
     assert [event["id"] for event in answer] == [event.id for event in expected]
     assert (len(answer) == count) == (path == "copy whole days")
     benchmark.extra_info.update(day_blobs=len(day_blobs), events_in_answer=len(answer))
+
+
+@pytest.mark.parametrize("path", ["copy whole days", "filter boundary days"])
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param(count, marks=pytest.mark.benchmark(group=f"assemble: {count} events over a month"))
+        for count in ASSEMBLY_SIZES
+    ],
+)
+def test_assemble_from_the_joined_day_copy(
+    benchmark: BenchmarkFixture, months: dict[int, list[StoredEvent]], count: int, path: str
+) -> None:
+    """The same body from a worker's joined day copy: a run of whole days is one slice of it."""
+    events = months[count]
+    day_blobs = day_blobs_of(events)
+    time_range = whole_days(events) if path == "copy whole days" else cut_boundary_days(events)
+    joined = join_days(day_blobs)
+
+    def from_copy() -> bytes:
+        return envelope(select_joined(joined, 0, len(day_blobs), time_range.starts_at, time_range.ends_at))
+
+    body = benchmark(from_copy)
+
+    assert body == assemble(day_blobs, time_range)
+    benchmark.extra_info.update(day_blobs=len(day_blobs))

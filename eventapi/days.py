@@ -17,6 +17,8 @@ _HEADER = struct.Struct("<4sIqq")
 # per event: start, end (local seconds), byte length of its JSON
 _ENTRY = struct.Struct("<qqI")
 _MAGIC = b"EAD1"
+# Comma-joinable JSON of events: a copy, or a view into a JoinedDays' bodies.
+Part = bytes | memoryview
 
 
 def encode_day(events: Iterable[StoredEvent]) -> bytes:
@@ -40,7 +42,9 @@ def select(day_blob: bytes, starts_at: int | None, ends_at: int | None) -> bytes
     return _pick(day_blob[_HEADER.size : body_at], day_blob, body_at, starts_at, ends_at)
 
 
-def _pick(index: bytes, body: bytes, offset: int, starts_at: int | None, ends_at: int | None) -> bytes:
+def _pick(
+    index: bytes, body: bytes | memoryview, offset: int, starts_at: int | None, ends_at: int | None
+) -> bytes:
     """The events of one day's index in range, cut from `body`, whose first event begins at `offset`."""
     picked = []
     for start, end, length in _ENTRY.iter_unpack(index):
@@ -65,7 +69,7 @@ class JoinedDays:
     counts: list[int]
     body_starts: list[int]  # where each day's first event begins in `bodies`
     body_ends: list[int]  # where its last one ends; the next day's begins one comma later
-    bodies: bytes
+    bodies: memoryview  # of one bytes: a run of days is cut from it without a copy
 
 
 def join_days(day_blobs: Sequence[bytes]) -> JoinedDays:
@@ -87,16 +91,15 @@ def join_days(day_blobs: Sequence[bytes]) -> JoinedDays:
         body_ends.append(position)
         position += 1  # the comma
         bodies.append(memoryview(blob)[body_at:])
-    return JoinedDays(
-        indexes, earliest_starts, latest_ends, counts, body_starts, body_ends, b",".join(bodies)
-    )
+    joined = memoryview(b",".join(bodies))
+    return JoinedDays(indexes, earliest_starts, latest_ends, counts, body_starts, body_ends, joined)
 
 
 def select_joined(
     joined: JoinedDays, low: int, high: int, starts_at: int | None, ends_at: int | None
-) -> list[bytes]:
-    """The comma-joinable JSON parts of days low..high-1 in range: each run of whole days one slice."""
-    parts: list[bytes] = []
+) -> list[Part]:
+    """The comma-joinable JSON parts of days low..high-1 in range: each run of whole days one view."""
+    parts: list[Part] = []
     earliest, latest, bodies = joined.earliest_starts, joined.latest_ends, joined.bodies
     run_from = -1  # the first day of the current run of whole days, -1 outside one
     for day in range(low, high):
