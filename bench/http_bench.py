@@ -80,6 +80,7 @@ from bench.http_summary import (
     target_gates,
 )
 from bench.source_tree import imported_from, source_path, source_revision
+from eventapi.settings import Settings
 from eventapi.store.redis import RedisStore
 from tests.support.ports import HOST, free_port
 from tests.support.processes import REPO_ROOT, Processes, clean_env, run_harness
@@ -354,10 +355,17 @@ def start_stack(spec: StackSpec, served: Processes, redis_url: str, feed_url: st
 def start_reference(
     harness: Processes, run: Run, answer: Answer, path: str, workers: int, run_dir: Path
 ) -> str:
-    """bench/reference_app.py under Granian as the service runs it (ASGI, uvloop, same workers); its URL."""
+    """bench/reference_app.py under Granian as the service runs it (ASGI, uvloop, HTTP/1 only, the same
+    workers and connection cap); its URL."""
     port = free_port()
+    served = Settings()
+    # Granian's command line takes a header timeout of at most 60 s (the service's 75 s is set through
+    # its Python API): a timer's length does not change what arming it costs per request.
+    header_timeout_ms = min(round(served.header_read_timeout * 1000), 60_000)
     options = (
-        f"--interface asgi --loop uvloop --workers {workers} --host {HOST} --port {port} --log-level warning"
+        f"--interface asgi --loop uvloop --http 1 --workers {workers} --host {HOST} --port {port} "
+        f"--backpressure {served.max_connections_per_worker} --http1-header-read-timeout {header_timeout_ms} "
+        "--log-level warning"
     )
     command = [sys.executable, "-m", "granian", *options.split(), "bench.reference_app:app"]
     body_path = run_dir / f"{run.name}-body"

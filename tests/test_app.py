@@ -10,7 +10,7 @@ import pytest
 from eventapi.errors import StoreUnavailable
 from eventapi.http.app import EventApi
 from eventapi.http.asgi import Scope
-from eventapi.http.responses import Response
+from eventapi.http.responses import Response, response
 from eventapi.settings import Settings
 from eventapi.store.memory import MemoryStore
 from eventapi.wiring import Worker
@@ -149,6 +149,29 @@ async def test_unexpected_error_is_500_with_a_generic_message_and_a_logged_trace
     }
     assert "secret internal detail" not in reply.body.decode()
     assert "secret internal detail" in caplog.text and "Traceback" in caplog.text
+
+
+async def test_a_handler_may_answer_at_once_or_with_an_awaitable() -> None:
+    """A plain function's finished response and a coroutine's are sent alike, and both are tallied."""
+    ready = response(200, b'{"at":"once"}')
+
+    def at_once(scope: Scope) -> Response:
+        return ready
+
+    async def awaited(scope: Scope) -> Response:
+        return response(200, b'{"at":"later"}')
+
+    async def nothing() -> None: ...
+
+    tallied: list[tuple[str, int]] = []
+    app = EventApi(
+        {"/now": at_once, "/later": awaited}, nothing, nothing,
+        observe=lambda route, status, seconds: tallied.append((route, status)),
+    )  # fmt: skip
+    now, later = await call(app, "/now"), await call(app, "/later")
+    assert (now.status, now.body, later.status, later.body) == (200, b'{"at":"once"}', 200, b'{"at":"later"}')
+    assert now.headers["content-length"] == str(len(now.body))
+    assert tallied == [("/now", 200), ("/later", 200)]
 
 
 async def test_failed_startup_is_reported_to_the_server() -> None:

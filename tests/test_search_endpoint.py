@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import pytest
 
+from eventapi.errors import InvalidParameter
 from eventapi.events import Event, event_id
 from eventapi.http.search import etag_matches
 from eventapi.settings import Settings
@@ -62,6 +64,24 @@ async def test_second_identical_search_is_served_from_the_lru(service: Worker) -
     """A repeated search is answered from memory without reading the store."""
     first, second = await get(service), await get(service)
     assert first.body == second.body and reads(service) == 1
+
+
+async def test_a_cached_answer_is_given_at_once_and_a_miss_as_a_coroutine(service: Worker) -> None:
+    """A hit is a plain call that hands back the finished response; only a miss needs awaiting."""
+    scope = {"type": "http", "method": "GET", "path": "/search", "query_string": RANGE, "headers": []}
+    miss = service.search(scope)
+    assert inspect.iscoroutine(miss)
+    filled = await miss
+    hit = service.search(scope)
+    assert isinstance(hit, tuple) and hit == filled and reads(service) == 1
+
+
+async def test_a_bad_query_is_refused_before_anything_is_awaited(service: Worker) -> None:
+    """The query is read in the plain call: a bad one raises there, and the app maps it to a 400."""
+    scope = {"type": "http", "method": "GET", "path": "/search", "query_string": b"starts_at=x"}
+    with pytest.raises(InvalidParameter):
+        service.search({**scope, "headers": []})
+    assert reads(service) == 0
 
 
 async def test_equivalent_spellings_share_one_lru_entry(service: Worker) -> None:
