@@ -81,7 +81,7 @@ def parse_query(query_string: bytes, tz: tzinfo) -> TimeRange:
 class Moment(NamedTuple):
     """A parsed bound: its wall-clock second in the provider's zone, and the exact instant meant.
 
-    A NamedTuple: built twice per miss, at a third of a frozen dataclass's cost (decision 016).
+    A NamedTuple: built twice per miss, and cheaper to build than a frozen dataclass (decision 016).
     """
 
     wall_seconds: int  # local seconds of the wall-clock second it falls in
@@ -103,8 +103,8 @@ def parse_moment(text: str, tz: tzinfo) -> Moment:
         since_epoch = (aware - _EPOCH_UTC) // _SECOND
     else:
         # The instant of a local wall time is its second less the zone's offset then, read as
-        # `whole.replace(tzinfo=tz)` would (fold 0), without building the aware datetime: a miss
-        # parses two bounds, and this is the half of their cost it saves (decision 016).
+        # `whole.replace(tzinfo=tz)` would (fold 0), without building the aware datetime, about a
+        # third of a bound's cost; a miss parses two (decision 016).
         wall_seconds = local_seconds(whole)
         since_epoch = wall_seconds - _offset_seconds(tz, whole)
     return Moment(wall_seconds, nanoseconds > 0, since_epoch * 1_000_000_000 + nanoseconds)
