@@ -222,27 +222,37 @@ def cut_boundary_days(events: list[StoredEvent]) -> TimeRange:
     )
 
 
-@pytest.fixture(scope="module")
-def months() -> dict[int, list[StoredEvent]]:
-    """A month of events per assembly size."""
-    return {count: month_of_events(count) for count in ASSEMBLY_SIZES}
-
-
-@pytest.mark.parametrize("path", ["copy whole days", "filter boundary days"])
-@pytest.mark.parametrize(
+# Both assembly benchmarks: each size in the group of its size, whole days and cut boundary days.
+ASSEMBLY_CASES_PATH = pytest.mark.parametrize("path", ["copy whole days", "filter boundary days"])
+ASSEMBLY_CASES_COUNT = pytest.mark.parametrize(
     "count",
     [
         pytest.param(count, marks=pytest.mark.benchmark(group=f"assemble: {count} events over a month"))
         for count in ASSEMBLY_SIZES
     ],
 )
+
+
+def assembly_case(events: list[StoredEvent], path: str) -> tuple[list[bytes], TimeRange]:
+    """The month's day blobs, and the range the path asks for."""
+    time_range = whole_days(events) if path == "copy whole days" else cut_boundary_days(events)
+    return day_blobs_of(events), time_range
+
+
+@pytest.fixture(scope="module")
+def months() -> dict[int, list[StoredEvent]]:
+    """A month of events per assembly size."""
+    return {count: month_of_events(count) for count in ASSEMBLY_SIZES}
+
+
+@ASSEMBLY_CASES_PATH
+@ASSEMBLY_CASES_COUNT
 def test_assemble(
     benchmark: BenchmarkFixture, months: dict[int, list[StoredEvent]], count: int, path: str
 ) -> None:
     """The response body from day blobs: whole days are copied, boundary days cut by offsets."""
     events = months[count]
-    day_blobs = day_blobs_of(events)
-    time_range = whole_days(events) if path == "copy whole days" else cut_boundary_days(events)
+    day_blobs, time_range = assembly_case(events, path)
     body = benchmark(assemble, day_blobs, time_range)
 
     expected = sorted(
@@ -259,21 +269,13 @@ def test_assemble(
     benchmark.extra_info.update(day_blobs=len(day_blobs), events_in_answer=len(answer))
 
 
-@pytest.mark.parametrize("path", ["copy whole days", "filter boundary days"])
-@pytest.mark.parametrize(
-    "count",
-    [
-        pytest.param(count, marks=pytest.mark.benchmark(group=f"assemble: {count} events over a month"))
-        for count in ASSEMBLY_SIZES
-    ],
-)
+@ASSEMBLY_CASES_PATH
+@ASSEMBLY_CASES_COUNT
 def test_assemble_from_the_joined_day_copy(
     benchmark: BenchmarkFixture, months: dict[int, list[StoredEvent]], count: int, path: str
 ) -> None:
     """The same body from a worker's joined day copy: a run of whole days is one slice of it."""
-    events = months[count]
-    day_blobs = day_blobs_of(events)
-    time_range = whole_days(events) if path == "copy whole days" else cut_boundary_days(events)
+    day_blobs, time_range = assembly_case(months[count], path)
     joined = join_days(day_blobs)
 
     def from_copy() -> bytes:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from eventapi.days import JoinedDays, Part, count_in, count_joined, join_days, select, select_joined
+from eventapi.days import JoinedDays, Part, count_in, count_joined, join_days, select_each, select_joined
 from eventapi.query import TimeRange
 from eventapi.store import Store, Version
 
@@ -26,7 +26,7 @@ class RangeDays(Protocol):
     def count(self) -> int:
         """How many events the range holds (read from the indexes alone)."""
 
-    def parts(self) -> list[Part]:
+    def parts(self) -> Sequence[Part]:
         """The events' JSON in order, in comma-joinable parts."""
 
 
@@ -42,9 +42,8 @@ class StoreDays:
         starts_at, ends_at = self.time_range.starts_at, self.time_range.ends_at
         return sum(count_in(blob, starts_at, ends_at) for blob in self.day_blobs)
 
-    def parts(self) -> list[Part]:
-        starts_at, ends_at = self.time_range.starts_at, self.time_range.ends_at
-        return [part for part in (select(blob, starts_at, ends_at) for blob in self.day_blobs) if part]
+    def parts(self) -> Sequence[Part]:
+        return select_each(self.day_blobs, self.time_range.starts_at, self.time_range.ends_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +72,7 @@ class CopiedDays:
         bounds = self.time_range.starts_at, self.time_range.ends_at
         return count_joined(self.copy.joined, self.low, self.high, *bounds)
 
-    def parts(self) -> list[Part]:
+    def parts(self) -> Sequence[Part]:
         bounds = self.time_range.starts_at, self.time_range.ends_at
         return select_joined(self.copy.joined, self.low, self.high, *bounds)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import tzinfo
 
-from eventapi.days import Part, select
+from eventapi.days import Part, select_each
 from eventapi.errors import InvalidParameter
 from eventapi.http import gzip_codec
 from eventapi.http.asgi import Scope
@@ -62,8 +62,7 @@ def envelope(parts: Sequence[Part]) -> bytes:
 
 def assemble(day_blobs: list[bytes], time_range: TimeRange) -> bytes:
     """The answer for a range from its days' blobs as a store reads them."""
-    parts = [select(blob, time_range.starts_at, time_range.ends_at) for blob in day_blobs]
-    return envelope([part for part in parts if part])
+    return envelope(select_each(day_blobs, time_range.starts_at, time_range.ends_at))
 
 
 def etag_for(version: tuple[int, str], key: RangeKey, encoding: str = IDENTITY) -> bytes:
